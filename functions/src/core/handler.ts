@@ -1,0 +1,51 @@
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { AppError } from './errors';
+import { errorResponse, requestIdOf, type HttpEvent, type HttpResult } from './http';
+import { describeError, logger } from './logger';
+
+/** What a route handler may add to its access-log line. */
+export interface RequestLog {
+  tenant?: string;
+  bytes?: number;
+  files?: number;
+  fileNames?: string[];
+}
+
+export type RouteFunction = (event: HttpEvent, log: RequestLog, context: Context) => Promise<HttpResult>;
+
+/**
+ * Wraps a route function as a Lambda handler: correlation id from API Gateway,
+ * one access-log line per request (route, status, outcome code, tenant, bytes,
+ * latency; never headers or bodies), and the one error edge.
+ */
+export function httpHandler(route: string, fn: RouteFunction) {
+  return middy<HttpEvent, HttpResult, Error, Context>().handler(async (event, context) => {
+    const started = Date.now();
+    const requestId = requestIdOf(event);
+    logger.resetKeys();
+    logger.addContext(context);
+    if (requestId) logger.appendKeys({ correlation_id: requestId });
+    const log: RequestLog = {};
+    let result: HttpResult;
+    let failure: AppError | undefined;
+    try {
+      result = await fn(event, log, context);
+    } catch (error) {
+      failure = error instanceof AppError ? error : undefined;
+      result = errorResponse(error, requestId);
+      if (!failure) logger.error('unhandled error', { route, error: describeError(error) });
+    }
+    const code = failure?.code ?? (result.statusCode >= 400 ? 'internal_error' : 'ok');
+    logger.info('request', {
+      route,
+      status: result.statusCode,
+      code,
+      ...(failure?.reason ? { reason: failure.reason } : {}),
+      ...(failure?.cause ? { cause: describeError(failure.cause) } : {}),
+      ...log,
+      latencyMs: Date.now() - started,
+    });
+    return result;
+  });
+}

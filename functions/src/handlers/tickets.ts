@@ -1,0 +1,23 @@
+import { httpHandler } from '../core/handler';
+import { header, json, jsonBody, requestTarget } from '../core/http';
+import { checkEditPermission } from '../confluence/client';
+import { issueTicket } from '../tickets/issue-ticket';
+import { buildDeps } from '../deps';
+
+const deps = buildDeps();
+
+/** `POST /tickets`: a short-lived upload ticket for a Connect context token. */
+export const handler = httpHandler('tickets', async (event, log) => {
+  const { tenantId, ...issued } = await issueTicket(
+    { method: 'POST', target: requestTarget(event), authorization: header(event, 'authorization'), body: () => jsonBody(event) },
+    {
+      ...deps,
+      targetFor: deps.appTarget,
+      checkEditPermission: (target, contentId, accountId) =>
+        checkEditPermission(target, contentId, accountId, deps.config.upstreamTimeoutMs),
+    },
+  );
+  log.tenant = tenantId;
+  log.files = issued.uploads.length;
+  return json(201, issued);
+});

@@ -1,0 +1,163 @@
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import { API_GATEWAY_MAX_BODY_BYTES, API_GATEWAY_TIMEOUT_MS, LAMBDA_MAX_EVENT_BYTES } from '../uploads/limits';
+import type { RouteDefinition } from '../routes';
+
+export type LambdaHandler = (event: APIGatewayProxyEventV2, context: Context) => Promise<unknown>;
+
+export interface ApiGatewayEmulatorOptions {
+  routes: readonly RouteDefinition[];
+  handlers: Record<string, LambdaHandler>;
+  /** @default 30000 (API Gateway's integration timeout) */
+  timeoutMs?: number;
+}
+
+/**
+ * API Gateway (HTTP API, payload format 2.0, `$default` stage) in front of
+ * in-process Lambda handlers, with the limits AWS enforces: 10 MB request
+ * body, 6 MB invoke payload measured on the encoded event, 30 s integration
+ * timeout. Binary bodies are base64-encoded as API Gateway does: only text/*,
+ * JSON, XML and JavaScript arrive as text (aws.md §1).
+ */
+export function createApiGatewayServer(options: ApiGatewayEmulatorOptions): http.Server {
+  const timeoutMs = options.timeoutMs ?? API_GATEWAY_TIMEOUT_MS;
+  return http.createServer((req, res) => {
+    handle(req, res, options, timeoutMs).catch(() => {
+      if (!res.headersSent) send(res, 500, { message: 'Internal Server Error' });
+      else res.destroy();
+    });
+  });
+}
+
+function send(res: http.ServerResponse, status: number, body: Record<string, unknown>, requestId = randomUUID()): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'apigw-requestid': requestId });
+  res.end(text);
+}
+
+/** AWS's own answer for a limit, plus the contract's error object for clients that read only that. */
+function awsError(message: string, code: string, detail: string): Record<string, unknown> {
+  return { message, error: { code, message: detail } };
+}
+
+function isTextual(contentType: string | undefined): boolean {
+  if (!contentType) return false;
+  const type = contentType.split(';')[0].trim().toLowerCase();
+  return type.startsWith('text/') || ['application/json', 'application/xml', 'application/javascript'].includes(type);
+}
+
+async function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of req) {
+    length += (chunk as Buffer).length;
+    if (length > API_GATEWAY_MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function lambdaContext(functionName: string, requestId: string, deadline: number): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
+    memoryLimitInMB: '1024',
+    awsRequestId: requestId,
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+async function handle(req: http.IncomingMessage, res: http.ServerResponse, options: ApiGatewayEmulatorOptions, timeoutMs: number) {
+  const requestId = randomUUID();
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const method = (req.method ?? 'GET').toUpperCase();
+  const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
+
+  const body = await readBody(req);
+  if (body === undefined) {
+    send(res, 413, awsError('Request Entity Too Large', 'payload_too_large', 'The request is larger than API Gateway accepts (10 MB).'), requestId);
+    req.resume();
+    return;
+  }
+  if (!route) {
+    send(res, 404, { message: 'Not Found', error: { code: 'not_found', message: 'No such route.' } }, requestId);
+    return;
+  }
+
+  const headers: Record<string, string> = {};
+  const cookies: string[] = [];
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    if (name === 'cookie') cookies.push(...(Array.isArray(value) ? value : value.split(/;\s*/)));
+    else headers[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  const query: Record<string, string> = {};
+  for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
+  const base64 = body.length > 0 && !isTextual(headers['content-type']);
+  const now = new Date();
+
+  const event: APIGatewayProxyEventV2 = {
+    version: '2.0',
+    routeKey: `${route.method} ${route.path}`,
+    rawPath: url.pathname,
+    rawQueryString: url.search.slice(1),
+    cookies: cookies.length ? cookies : undefined,
+    headers,
+    queryStringParameters: Object.keys(query).length ? query : undefined,
+    requestContext: {
+      accountId: '000000000000',
+      apiId: 'local',
+      domainName: headers.host ?? 'localhost',
+      domainPrefix: 'local',
+      http: {
+        method,
+        path: url.pathname,
+        protocol: `HTTP/${req.httpVersion}`,
+        sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+        userAgent: headers['user-agent'] ?? '',
+      },
+      requestId,
+      routeKey: `${route.method} ${route.path}`,
+      stage: '$default',
+      time: now.toISOString(),
+      timeEpoch: now.getTime(),
+    },
+    body: body.length ? body.toString(base64 ? 'base64' : 'utf8') : undefined,
+    isBase64Encoded: base64,
+  };
+
+  // Lambda refuses an invoke whose serialized event exceeds 6 MB (aws.md §9).
+  if (Buffer.byteLength(JSON.stringify(event)) > LAMBDA_MAX_EVENT_BYTES) {
+    send(res, 413, awsError('Request Entity Too Large', 'payload_too_large', 'The request is larger than one Lambda invocation accepts.'), requestId);
+    return;
+  }
+
+  const deadline = Date.now() + timeoutMs;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const invocation = options.handlers[route.handler](event, lambdaContext(route.handler, requestId, deadline));
+  const outcome = await Promise.race([invocation, timedOut]).finally(() => clearTimeout(timer));
+  if (outcome === 'timeout') {
+    send(res, 503, awsError('Service Unavailable', 'gateway_timeout', 'The relay did not answer within 30 seconds.'), requestId);
+    return;
+  }
+  const result = outcome as { statusCode?: number; headers?: Record<string, string>; body?: string; isBase64Encoded?: boolean; cookies?: string[] };
+  const payload = result.body ? Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8') : Buffer.alloc(0);
+  res.writeHead(result.statusCode ?? 200, {
+    ...(result.headers ?? {}),
+    ...(result.cookies?.length ? { 'set-cookie': result.cookies } : {}),
+    'content-length': payload.length,
+    'apigw-requestid': requestId,
+  });
+  res.end(payload);
+}

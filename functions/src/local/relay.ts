@@ -1,0 +1,102 @@
+import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import { createApiGatewayServer, type LambdaHandler } from './api-gateway';
+import { buildHandlers } from './build';
+import { ensureTable, startDynalite } from './dynamodb-local';
+import { ROUTES } from '../routes';
+
+export interface LocalRelay {
+  url: string;
+  server: http.Server;
+  close(): Promise<void>;
+}
+
+export interface LocalRelayOptions {
+  /** Environment for the handlers; defaults to process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Where to write the bundles; defaults to dist/functions. */
+  outDir?: string;
+}
+
+/**
+ * `npm run relay`: the relay as API Gateway + Lambda would run it. Builds the
+ * Lambda bundles, starts dynalite unless DYNAMODB_ENDPOINT is set, creates the
+ * table, loads the bundles with the contract's environment, and listens.
+ */
+export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<LocalRelay> {
+  const env = options.env ?? process.env;
+  const port = Number(env.PORT ?? 3000);
+  const cleanups: Array<() => Promise<void>> = [];
+
+  if (!env.DYNAMODB_ENDPOINT) {
+    const dynamo = await startDynalite();
+    env.DYNAMODB_ENDPOINT = dynamo.endpoint;
+    cleanups.push(dynamo.close);
+  }
+  env.TABLE_NAME ??= 'upload-relay';
+  // The SDK needs a region and credentials; local servers accept any.
+  env.AWS_REGION ??= 'us-east-1';
+  env.AWS_ACCESS_KEY_ID ??= 'local';
+  env.AWS_SECRET_ACCESS_KEY ??= 'local';
+  env.POWERTOOLS_DEV ??= 'false';
+  await ensureTable(env.DYNAMODB_ENDPOINT, env.TABLE_NAME);
+
+  const bundles = await buildHandlers(options.outDir);
+  // The bundles read their configuration from process.env at load, as on Lambda.
+  if (env !== process.env) Object.assign(process.env, env);
+  const handlers: Record<string, LambdaHandler> = {};
+  for (const [name, file] of Object.entries(bundles)) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    handlers[name] = (require(file) as { handler: LambdaHandler }).handler;
+  }
+
+  const server = createApiGatewayServer({ routes: ROUTES, handlers });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, env.HOST ?? '127.0.0.1', () => resolve());
+  });
+  const { port: actualPort } = server.address() as AddressInfo;
+  return {
+    url: `http://localhost:${actualPort}`,
+    server,
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const cleanup of cleanups.reverse()) await cleanup();
+    },
+  };
+}
+
+/**
+ * The AWS SDK warns on Node 20 that future versions need Node 22 (Lambda runs
+ * 22); locally that warning would print once per bundle, so it alone is muted.
+ */
+function muteSdkNodeVersionWarning(): void {
+  const listeners = process.listeners('warning');
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => {
+    if (warning.name === 'NodeVersionSupportWarning') return;
+    for (const listener of listeners) listener(warning);
+  });
+}
+
+async function main(): Promise<void> {
+  muteSdkNodeVersionWarning();
+  const relay = await startLocalRelay();
+  process.stdout.write(`Relay listening on ${relay.url} (health: ${relay.url}/health)\n`);
+  const stop = () => {
+    relay.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+if (require.main === module) {
+  main().catch((error: Error) => {
+    process.stderr.write(`Relay failed to start: ${error.message}\n`);
+    process.exit(1);
+  });
+}

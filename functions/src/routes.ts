@@ -1,0 +1,24 @@
+/**
+ * Every HTTP route and the handler (one Lambda function each) that serves it.
+ * Read by the CDK stack and by the local API Gateway emulator, so the two can
+ * never route differently.
+ */
+export interface RouteDefinition {
+  method: 'GET' | 'POST';
+  path: string;
+  /** File name under functions/src/handlers (without .ts); also the function's name. */
+  handler: string;
+}
+
+export const ROUTES: readonly RouteDefinition[] = [
+  { method: 'GET', path: '/atlassian-connect.json', handler: 'descriptor' },
+  { method: 'GET', path: '/health', handler: 'health' },
+  { method: 'GET', path: '/editor', handler: 'editor' },
+  { method: 'POST', path: '/lifecycle/installed', handler: 'lifecycle-installed' },
+  { method: 'POST', path: '/lifecycle/uninstalled', handler: 'lifecycle-uninstalled' },
+  { method: 'POST', path: '/tickets', handler: 'tickets' },
+  { method: 'POST', path: '/uploads', handler: 'uploads' },
+];
+
+/** The distinct handler names, i.e. the functions to bundle and deploy. */
+export const HANDLERS: readonly string[] = [...new Set(ROUTES.map((route) => route.handler))];

@@ -1,0 +1,154 @@
+import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { TTL_ATTRIBUTE, tenantKey } from './dynamo';
+
+export interface DeclaredFile {
+  name: string;
+  size: number;
+  type: string;
+}
+
+export interface TicketRecord {
+  tenantId: string;
+  ticketHash: string;
+  accountId: string;
+  contentId: string;
+  files: DeclaredFile[];
+  comment?: string;
+  minorEdit: boolean;
+  /** Epoch seconds. */
+  expiresAt: number;
+}
+
+/** The shape returned to the browser for an uploaded file (the contract's `attachments[]`). */
+export interface AttachmentResult {
+  name: string;
+  id: string;
+  title: string;
+  mediaType: string;
+  fileSize: number;
+  version: number;
+  downloadUrl: string;
+}
+
+export type ClaimOutcome =
+  | { state: 'claimed' }
+  | { state: 'done'; result: AttachmentResult }
+  | { state: 'in_flight' };
+
+export interface TicketStore {
+  put(ticket: TicketRecord): Promise<void>;
+  get(tenantId: string, ticketHash: string): Promise<TicketRecord | undefined>;
+  /** Marks a declared file as being uploaded, unless it already is or was. */
+  claimFile(ticket: TicketRecord, fileIndex: number, leaseSeconds: number, nowSeconds: number): Promise<ClaimOutcome>;
+  completeFile(ticket: TicketRecord, fileIndex: number, result: AttachmentResult): Promise<void>;
+  /** Gives a claim back after a failure that certainly created nothing, so the file can be sent again. */
+  releaseFile(ticket: TicketRecord, fileIndex: number): Promise<void>;
+}
+
+function isConditionFailure(error: unknown): boolean {
+  return (error as { name?: string } | null)?.name === 'ConditionalCheckFailedException';
+}
+
+/** Ledger entries outlive the ticket by a day so that replays and status reads still find the result. */
+const LEDGER_GRACE_SECONDS = 86_400;
+
+function ticketSortKey(ticketHash: string): string {
+  return `TICKET#${ticketHash}`;
+}
+
+function fileSortKey(ticketHash: string, fileIndex: number): string {
+  return `TICKET#${ticketHash}#FILE#${fileIndex}`;
+}
+
+export function dynamoTicketStore(client: DynamoDBDocumentClient, tableName: string): TicketStore {
+  const fileKey = (ticket: TicketRecord, fileIndex: number) => ({
+    pk: tenantKey(ticket.tenantId),
+    sk: fileSortKey(ticket.ticketHash, fileIndex),
+  });
+
+  return {
+    async put(ticket) {
+      await client.send(
+        new PutCommand({
+          TableName: tableName,
+          Item: {
+            pk: tenantKey(ticket.tenantId),
+            sk: ticketSortKey(ticket.ticketHash),
+            ...ticket,
+            [TTL_ATTRIBUTE]: ticket.expiresAt + LEDGER_GRACE_SECONDS,
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+    },
+
+    async get(tenantId, ticketHash) {
+      const { Item } = await client.send(
+        new GetCommand({
+          TableName: tableName,
+          Key: { pk: tenantKey(tenantId), sk: ticketSortKey(ticketHash) },
+          ConsistentRead: true,
+        }),
+      );
+      if (!Item) return undefined;
+      const { pk: _pk, sk: _sk, [TTL_ATTRIBUTE]: _ttl, ...ticket } = Item;
+      return ticket as TicketRecord;
+    },
+
+    async claimFile(ticket, fileIndex, leaseSeconds, nowSeconds) {
+      try {
+        await client.send(
+          new PutCommand({
+            TableName: tableName,
+            Item: {
+              ...fileKey(ticket, fileIndex),
+              status: 'in_flight',
+              leaseUntil: nowSeconds + leaseSeconds,
+              [TTL_ATTRIBUTE]: ticket.expiresAt + LEDGER_GRACE_SECONDS,
+            },
+            // A claim whose lease ran out belongs to an invocation that died; it may be taken over.
+            ConditionExpression: 'attribute_not_exists(pk) OR (#status = :inFlight AND leaseUntil < :now)',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':inFlight': 'in_flight', ':now': nowSeconds },
+          }),
+        );
+        return { state: 'claimed' };
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+      }
+      const { Item } = await client.send(
+        new GetCommand({ TableName: tableName, Key: fileKey(ticket, fileIndex), ConsistentRead: true }),
+      );
+      if (Item?.status === 'done') return { state: 'done', result: Item.result as AttachmentResult };
+      return { state: 'in_flight' };
+    },
+
+    async completeFile(ticket, fileIndex, result) {
+      await client.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: fileKey(ticket, fileIndex),
+          UpdateExpression: 'SET #status = :done, #result = :result REMOVE leaseUntil',
+          ExpressionAttributeNames: { '#status': 'status', '#result': 'result' },
+          ExpressionAttributeValues: { ':done': 'done', ':result': result },
+        }),
+      );
+    },
+
+    async releaseFile(ticket, fileIndex) {
+      try {
+        await client.send(
+          new DeleteCommand({
+            TableName: tableName,
+            Key: fileKey(ticket, fileIndex),
+            ConditionExpression: '#status = :inFlight',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':inFlight': 'in_flight' },
+          }),
+        );
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+      }
+    },
+  };
+}

@@ -1,0 +1,27 @@
+import { unauthorized } from '../core/errors';
+import { tokenFromAuthorization } from '../connect/jwt';
+import type { Tenant, TenantStore } from '../store/tenant-store';
+import type { TicketRecord, TicketStore } from '../store/ticket-store';
+import { parseTicketToken } from './ticket-token';
+
+export interface VerifiedTicket {
+  ticket: TicketRecord;
+  tenant: Tenant;
+}
+
+/**
+ * Resolves `Authorization: Bearer <ticket>` to its record and tenant. Unknown,
+ * expired or orphaned tickets (tenant uninstalled) are all the same 401.
+ */
+export async function verifyTicket(
+  authorization: string | undefined,
+  deps: { tenants: TenantStore; tickets: TicketStore; nowSeconds: () => number },
+): Promise<VerifiedTicket> {
+  const { tenantId, ticketHash } = parseTicketToken(tokenFromAuthorization(authorization, 'Bearer'));
+  const ticket = await deps.tickets.get(tenantId, ticketHash);
+  if (!ticket) throw unauthorized('unknown_ticket');
+  if (deps.nowSeconds() >= ticket.expiresAt) throw unauthorized('ticket_expired');
+  const tenant = await deps.tenants.get(tenantId);
+  if (!tenant) throw unauthorized('tenant_gone');
+  return { ticket, tenant };
+}

@@ -1,0 +1,25 @@
+import path from 'node:path';
+
+/**
+ * The esbuild settings of every Lambda bundle. The CDK stack hands them to
+ * NodejsFunction and the local runtime builds with them too, so what runs
+ * locally and in tests is the code that `cdk deploy` ships.
+ */
+export const BUNDLE_SETTINGS = {
+  /** Lambda runs nodejs22.x; node20 syntax also runs on this machine's Node 20. */
+  target: 'node20',
+  platform: 'node' as const,
+  format: 'cjs' as const,
+  minify: true,
+  sourceMap: true,
+  /** The SDK is bundled (pinned, and faster to load than the runtime's copy). */
+  externalModules: [] as string[],
+  /** Keep class names: errors are recognised by name (e.g. ConditionalCheckFailedException). */
+  keepNames: true,
+};
+
+export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
+
+export function handlerEntry(handler: string): string {
+  return path.join(PROJECT_ROOT, 'functions', 'src', 'handlers', `${handler}.ts`);
+}
