@@ -114,7 +114,7 @@ function readHostPatterns(env: Env, name: string, fallback: readonly string[]): 
 
 /** Builds and validates a configuration from an environment (tests pass their own). */
 export function loadConfig(env: Env = process.env): RelayConfig {
-  const port = readInt(env, 'PORT', 3000, 1, 65535);
+  const port = readInt(env, 'PORT', 3000, 0, 65535);
   const maxFileBytes = readInt(env, 'MAX_FILE_BYTES', 104_857_600, 1, CONFLUENCE_MAX_REQUEST_BYTES);
   const config: RelayConfig = {
     relayBaseUrl: readUrl(env, 'RELAY_BASE_URL', `http://localhost:${port}`),

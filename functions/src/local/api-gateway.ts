@@ -140,12 +140,17 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, optio
     return;
   }
 
+  const handler = options.handlers[route.handler];
+  if (!handler) {
+    send(res, 503, { message: 'Service Unavailable', error: { code: 'starting', message: 'The relay is still starting.' } }, requestId);
+    return;
+  }
   const deadline = Date.now() + timeoutMs;
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), timeoutMs);
   });
-  const invocation = options.handlers[route.handler](event, lambdaContext(route.handler, requestId, deadline));
+  const invocation = handler(event, lambdaContext(route.handler, requestId, deadline));
   const outcome = await Promise.race([invocation, timedOut]).finally(() => clearTimeout(timer));
   if (outcome === 'timeout') {
     send(res, 503, awsError('Service Unavailable', 'gateway_timeout', 'The relay did not answer within 30 seconds.'), requestId);

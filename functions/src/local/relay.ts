@@ -26,6 +26,7 @@ export interface LocalRelayOptions {
 export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<LocalRelay> {
   const env = options.env ?? process.env;
   const port = Number(env.PORT ?? 3000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`Invalid configuration: PORT must be a port number, got "${env.PORT}"`);
   const cleanups: Array<() => Promise<void>> = [];
 
   if (!env.DYNAMODB_ENDPOINT) {
@@ -41,23 +42,26 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
   env.POWERTOOLS_DEV ??= 'false';
   await ensureTable(env.DYNAMODB_ENDPOINT, env.TABLE_NAME);
 
-  const bundles = await buildHandlers(options.outDir);
-  // The bundles read their configuration from process.env at load, as on Lambda.
-  if (env !== process.env) Object.assign(process.env, env);
+  // Listen first: with PORT=0 the public URL (descriptor baseUrl, lifecycle aud) is known only now.
   const handlers: Record<string, LambdaHandler> = {};
-  for (const [name, file] of Object.entries(bundles)) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    handlers[name] = (require(file) as { handler: LambdaHandler }).handler;
-  }
-
   const server = createApiGatewayServer({ routes: ROUTES, handlers });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, env.HOST ?? '127.0.0.1', () => resolve());
   });
   const { port: actualPort } = server.address() as AddressInfo;
+  env.PORT = String(actualPort);
+  env.RELAY_BASE_URL ??= `http://localhost:${actualPort}`;
+
+  const bundles = await buildHandlers(options.outDir ?? env.LOCAL_BUNDLE_DIR);
+  // The bundles read their configuration from process.env at load, as on Lambda.
+  if (env !== process.env) Object.assign(process.env, env);
+  for (const [name, file] of Object.entries(bundles)) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    handlers[name] = (require(file) as { handler: LambdaHandler }).handler;
+  }
   return {
-    url: `http://localhost:${actualPort}`,
+    url: env.RELAY_BASE_URL,
     server,
     async close() {
       server.closeAllConnections();
@@ -75,7 +79,7 @@ function muteSdkNodeVersionWarning(): void {
   const listeners = process.listeners('warning');
   process.removeAllListeners('warning');
   process.on('warning', (warning) => {
-    if (warning.name === 'NodeVersionSupportWarning') return;
+    if (warning.name === 'NodeVersionSupportWarning' || warning.message.startsWith('NodeVersionSupportWarning')) return;
     for (const listener of listeners) listener(warning);
   });
 }

@@ -90,6 +90,9 @@ export async function parseMultipart(
   let chain: Promise<void> = Promise.resolve();
 
   parser.on('file', (fieldName, stream, info) => {
+    // busboy fails a part stream when the body breaks off; that failure is
+    // reported once, by the pipeline below, even if no visitor is reading yet.
+    stream.on('error', () => undefined);
     const visit = chain.then(async () => {
       if (visitorError || limitHit) {
         stream.resume();
@@ -128,7 +131,9 @@ export async function parseMultipart(
     await pipeline(source, parser);
   } catch (cause) {
     await Promise.allSettled(pending);
-    if (visitorError) throw visitorError;
+    // A broken body also breaks the part stream a visitor was reading; that is
+    // the body's fault, unless the visitor refused the part for its own reason.
+    if (visitorError instanceof AppError) throw visitorError;
     throw malformed(cause);
   }
   await Promise.allSettled(pending);
