@@ -48,6 +48,16 @@ function multipartLimits(limits: UploadLimits): MultipartLimits {
   };
 }
 
+/**
+ * Which declared file a part is. Browsers percent-encode `"` in a multipart
+ * filename (WHATWG form encoding; CR and LF too, but tickets refuse those), so
+ * `a "b".txt` arrives as `a %22b%22.txt`; both spellings match.
+ */
+export function findDeclared(files: readonly DeclaredFile[], filename: string): number {
+  const exact = files.findIndex((file) => file.name === filename);
+  return exact >= 0 ? exact : files.findIndex((file) => file.name.includes('"') && file.name.replace(/"/g, '%22') === filename);
+}
+
 /** Part types a browser may send for a file whose declared type it did not know. */
 const GENERIC_TYPES = new Set(['application/octet-stream', '']);
 
@@ -63,18 +73,13 @@ async function planUpload(request: DirectUploadRequest, ticket: TicketRecord, li
   await parseMultipart(request.contentType, request.body(), multipartLimits(limits), {
     async onFile(info, stream) {
       if (info.fieldName !== 'file') throw badRequest('unexpected_part', 'File parts must be named "file".');
-      const index = ticket.files.findIndex((file) => file.name === info.filename);
+      const index = findDeclared(ticket.files, info.filename);
       if (index < 0) throw badRequest('undeclared_file', 'The request contains a file that is not on the ticket.');
       if (planned.some((file) => file.index === index)) throw badRequest('duplicate_file', 'A file appears twice in the request.');
       const declared = ticket.files[index];
       let size = 0;
-      for await (const chunk of stream) {
-        size += (chunk as Buffer).length;
-        if (size > declared.size) {
-          stream.resume();
-          throw new AppError(413, 'larger_than_declared', 'A file is larger than declared on the ticket.');
-        }
-      }
+      for await (const chunk of stream) size += (chunk as Buffer).length;
+      if (size > declared.size) throw new AppError(413, 'larger_than_declared', 'A file is larger than declared on the ticket.');
       if (size !== declared.size) throw badRequest('size_mismatch', 'A file is smaller than declared on the ticket.');
       const mimeType = info.mimeType.toLowerCase();
       if (!GENERIC_TYPES.has(mimeType) && mimeType !== declared.type) {
@@ -121,7 +126,7 @@ export async function relayDirectUpload(request: DirectUploadRequest, deps: Dire
   try {
     await parseMultipart(request.contentType, request.body(), multipartLimits(deps.limits), {
       async onFile(info, stream) {
-        const index = ticket.files.findIndex((file) => file.name === info.filename);
+        const index = findDeclared(ticket.files, info.filename);
         if (!pending.has(index)) {
           stream.resume();
           return;

@@ -1,5 +1,5 @@
 import busboy from 'busboy';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AppError, badRequest } from '../core/errors';
 
@@ -90,18 +90,23 @@ export async function parseMultipart(
   let chain: Promise<void> = Promise.resolve();
 
   parser.on('file', (fieldName, stream, info) => {
-    // busboy fails a part stream when the body breaks off; that failure is
-    // reported once, by the pipeline below, even if no visitor is reading yet.
-    stream.on('error', () => undefined);
+    // The visitor reads a pass-through, never busboy's own stream: a consumer
+    // that stops early destroys what it reads, and a destroyed busboy part
+    // stream would stall the whole parse. A broken body fails the pass-through
+    // too (and is reported once, by the pipeline below).
+    const part = new PassThrough();
+    part.on('error', () => undefined);
+    stream.on('error', (error) => part.destroy(error));
+    stream.pipe(part);
     const visit = chain.then(async () => {
-      if (visitorError || limitHit) {
-        stream.resume();
-        return;
-      }
       try {
-        await limitsGuard(stream, () => visitor.onFile({ fieldName, filename: info.filename ?? '', mimeType: info.mimeType }, stream));
+        if (visitorError || limitHit) return;
+        await limitsGuard(stream, () => visitor.onFile({ fieldName, filename: info.filename ?? '', mimeType: info.mimeType }, part));
       } catch (error) {
         visitorError ??= error;
+      } finally {
+        // Whatever the visitor left unread is drained so the parse goes on.
+        stream.unpipe(part);
         stream.resume();
       }
     });

@@ -1,0 +1,156 @@
+/** Public types of the Confluence Cloud stand-in (see stand-in.ts). */
+
+export interface StandInOptions {
+  /** Connect app key expected as `iss` of app JWTs. Default 'confluence-upload-relay'. */
+  appKey?: string;
+  /** If set, bodies of attachment uploads (POST/PUT .../child/attachment) are read at this rate, to simulate a
+   * WAN link. 100 Mbit/s = 12_500_000. */
+  bytesPerSecond?: number;
+  /** The site's attachment size limit; a larger file gets 404 like real Confluence. Default 2 GiB. */
+  siteMaxAttachmentBytes?: number;
+  /** Answer `extensions.fileSize` as a string (Confluence has been seen doing this). */
+  fileSizeAsString?: boolean;
+}
+
+/** 'other' = an Authorization header with a scheme that is neither JWT nor Bearer (e.g. Basic). */
+export type AuthKind = 'jwt' | 'bearer' | 'none' | 'other';
+
+export interface RecordedRequest {
+  method: string;
+  /** Raw request path without the query string (still percent-encoded, includes `/sites/<name>/wiki`). */
+  path: string;
+  /** Query parameters (a repeated parameter keeps its last value). */
+  query: Record<string, string>;
+  authKind: AuthKind;
+  /** Status answered; 0 while pending, or if the connection was reset / the client went away. */
+  status: number;
+  /** Set for requests under `/sites/<name>/wiki`. */
+  siteName?: string;
+  /** The user a bearer token stood for (bearer requests only). */
+  accountId?: string;
+  /** True if the answer was a connection reset injected by failNext. */
+  reset?: boolean;
+  /** True if the request was answered by a failNext rule. */
+  injected?: boolean;
+}
+
+export interface FailRule {
+  /** HTTP method to match (case-insensitive); any if absent. */
+  method?: string;
+  /** Substring of the request path (without query) to match; any if absent. */
+  pathIncludes?: string;
+  status: number;
+  headers?: Record<string, string>;
+  /** JSON body (a string is sent as-is). Default `{statusCode: status, message: ...}`. */
+  body?: unknown;
+  /** How many matching requests get this answer. Default 1. */
+  times?: number;
+  /** Wait this long (after reading the body) before answering. */
+  delayMs?: number;
+  /** Destroy the socket (TCP RST) instead of answering. */
+  resetConnection?: boolean;
+}
+
+export interface StoredAttachment {
+  id: string;
+  pageId: string;
+  title: string;
+  fileSize: number;
+  mediaType: string;
+  /** Lowercase hex SHA-256 of the bytes received. */
+  sha256: string;
+  comment?: string;
+  minorEdit: boolean;
+  /** Current version number (1 on create, +1 for every PUT of the same title). */
+  version: number;
+  /** Author of the current version: 'app' for app JWT uploads, the accountId for bearer (user) uploads. */
+  createdBy: 'app' | string;
+  /** Media file id (a new uuid per version, as Confluence's media store does). */
+  fileId: string;
+  /** ISO time of the current version. */
+  when: string;
+  bytes: Buffer;
+}
+
+export interface PageOptions {
+  /** accountIds allowed to edit the page; '*' (default) = everybody. */
+  editors?: string[] | '*';
+  /** Space with attachments turned off: uploads get 403. */
+  attachmentsDisabled?: boolean;
+}
+
+export interface InstallRequestOptions {
+  /** The relay's descriptor baseUrl (becomes `aud`; qsh is computed relative to it). */
+  relayBaseUrl: string;
+  eventType?: 'installed' | 'uninstalled';
+  /** Path the lifecycle callback is POSTed to; default `/lifecycle/<eventType>`. May include relayBaseUrl's path prefix. */
+  path?: string;
+  /** Overrides merged into the JSON payload (a value of undefined removes the field). */
+  payload?: Record<string, unknown>;
+  /** Overrides merged into the JWT claims (a value of undefined removes the claim). */
+  claims?: Record<string, unknown>;
+  /** `kid` header; default the stand-in's install key id. */
+  kid?: string;
+  /** Signing key; default the stand-in's install private key. */
+  privateKeyPem?: string;
+}
+
+export interface InstallRequest {
+  /** The JSON text to POST. */
+  body: string;
+  /** `JWT <token>` for the Authorization header. */
+  authorization: string;
+  /** The bare token. */
+  token: string;
+}
+
+export interface ContextTokenOptions {
+  accountId: string;
+  /** Default 'context-qsh'. */
+  qsh?: string;
+  /** Default 900. */
+  expiresInSeconds?: number;
+  /** Overrides merged into the claims (a value of undefined removes the claim). */
+  claims?: Record<string, unknown>;
+}
+
+export interface Site {
+  name: string;
+  /** `${origin}/sites/${name}/wiki`: the tenant baseUrl. App JWT qsh is computed relative to it. */
+  baseUrl: string;
+  /** `/sites/${name}/wiki` (what Confluence reports as `_links.context`). */
+  contextPath: string;
+  clientKey: string;
+  sharedSecret: string;
+  /** accountId of the app's bot user (shown as `version.by` for app uploads). */
+  appAccountId: string;
+  oauthClientId: string;
+  /** Adds (or reconfigures, keeping its attachments) a page. */
+  addPage(id: string, opts?: PageOptions): void;
+  /** Removes a page and its attachments. */
+  removePage(id: string): void;
+  attachments(pageId: string): StoredAttachment[];
+  allAttachments(): StoredAttachment[];
+  /** The lifecycle callback Confluence would send to the relay: JSON body and RS256 `Authorization`. */
+  installRequest(opts: InstallRequestOptions): InstallRequest;
+  /** What AP.context.getToken() returns inside the app's iframe on this site. */
+  contextToken(opts: ContextTokenOptions): string;
+  /** Registers a bearer token (as from the OAuth 2.0 JWT-bearer grant) that acts as the given user. */
+  acceptBearer(token: string, accountId: string): void;
+}
+
+export interface ConfluenceStandIn {
+  /** http://127.0.0.1:PORT */
+  origin: string;
+  /** `${origin}/install-keys`; GET `${installKeysUrl}/${kid}` returns the PEM public key. */
+  installKeysUrl: string;
+  /** RSA 2048 key pair generated at start, used to sign install/uninstall callbacks. */
+  installKey: { kid: string; privateKeyPem: string; publicKeyPem: string };
+  /** Get-or-create a site (tenant); default name 'default'. */
+  site(name?: string): Site;
+  /** Every request received, in arrival order. */
+  requests: RecordedRequest[];
+  /** Fault injection: the next matching request(s) get this answer instead. */
+  failNext(rule: FailRule): void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,401 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { startConfluenceStandIn } from '../confluence-stand-in/stand-in';
+import type { ConfluenceStandIn, Site } from '../confluence-stand-in/types';
+import { startDynalite } from '../../functions/src/local/dynamodb-local';
+import { startRelayProcess, type RelayProcess } from '../helpers/relay-process';
+import { RelayClient, declare, type UploadPart } from '../helpers/relay-client';
+import { rsaKeyPair, signHs256 } from '../helpers/jwt';
+
+/**
+ * The contract's Descriptor, Lifecycle, Tickets and Direct-upload sections,
+ * driven over HTTP against `npm run relay` (the Lambda bundles behind the local
+ * API Gateway), with dynalite and the Confluence stand-in as real servers.
+ */
+const MARKER = `FILE-CONTENT-MARKER-${randomUUID()}`;
+const PAGE = '1001';
+const RESTRICTED_PAGE = '1002';
+const EDITOR = 'account-editor';
+const VIEWER = 'account-viewer';
+
+let standIn: ConfluenceStandIn;
+let site: Site;
+let relay: RelayProcess;
+let client: RelayClient;
+let dynamo: Awaited<ReturnType<typeof startDynalite>>;
+const startedAt = Date.now();
+
+/** Distinctive, incompressible file content that carries a marker for the data-minimisation checks. */
+function fileBytes(size: number): Buffer {
+  const bytes = randomBytes(size);
+  const marker = Buffer.from(MARKER);
+  for (let offset = 0; offset + marker.length <= size; offset += 64 * 1024) marker.copy(bytes, offset);
+  return bytes;
+}
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+const contextToken = (accountId = EDITOR) => site.contextToken({ accountId });
+const attachmentCount = () => standIn.site().allAttachments().length + standIn.site('other').allAttachments().length;
+
+async function expectError(response: Response, status: number, code?: string): Promise<Record<string, any>> {
+  const text = await response.text();
+  expect({ status: response.status, text }).toEqual({ status, text: expect.any(String) });
+  const body = JSON.parse(text);
+  expect(body.error).toEqual({ code: code ?? expect.any(String), message: expect.any(String) });
+  return body;
+}
+
+beforeAll(async () => {
+  standIn = await startConfluenceStandIn({ appKey: 'confluence-upload-relay' });
+  site = standIn.site();
+  site.addPage(PAGE);
+  site.addPage(RESTRICTED_PAGE, { editors: [EDITOR] });
+  dynamo = await startDynalite();
+  relay = await startRelayProcess({
+    DYNAMODB_ENDPOINT: dynamo.endpoint,
+    TABLE_NAME: 'relay-e2e',
+    CONNECT_INSTALL_KEYS_URL: standIn.installKeysUrl,
+    ALLOWED_TENANT_HOSTS: '127.0.0.1',
+    ALLOW_HTTP_TENANTS: 'true',
+    UPSTREAM_TIMEOUT_MS: '10000',
+  });
+  client = new RelayClient(relay.url);
+}, 60_000);
+
+afterAll(async () => {
+  await relay?.stop();
+  await dynamo?.close();
+  await standIn?.close();
+});
+
+describe('descriptor', () => {
+  it('serves a Connect descriptor whose baseUrl is the relay', async () => {
+    const response = await fetch(`${relay.url}/atlassian-connect.json`);
+    expect(response.status).toBe(200);
+    const descriptor = (await response.json()) as Record<string, any>;
+    expect(descriptor).toMatchObject({
+      key: 'confluence-upload-relay',
+      baseUrl: relay.url,
+      authentication: { type: 'jwt' },
+      lifecycle: { installed: '/lifecycle/installed', uninstalled: '/lifecycle/uninstalled' },
+      apiMigrations: { 'signed-install': true, 'context-qsh': true },
+    });
+    expect(descriptor.scopes).toEqual(expect.arrayContaining(['READ', 'WRITE', 'ACT_AS_USER']));
+    const editorUrl: string = descriptor.modules.dynamicContentMacros[0].editor.url;
+    expect(editorUrl.startsWith('/editor')).toBe(true);
+    expect((await fetch(`${relay.url}${editorUrl.replace('{page.id}', PAGE)}`)).status).toBe(200);
+  });
+
+  it('answers /health', async () => {
+    const response = await fetch(`${relay.url}/health`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ status: 'ok' });
+  });
+});
+
+describe('lifecycle', () => {
+  const otherKey = rsaKeyPair();
+
+  it.each<[string, () => { body: string; authorization: string }]>([
+    ['forged signature', () => site.installRequest({ relayBaseUrl: relay.url, privateKeyPem: otherKey.privateKeyPem })],
+    ['unknown kid', () => site.installRequest({ relayBaseUrl: relay.url, kid: 'no-such-key' })],
+    ['wrong aud', () => site.installRequest({ relayBaseUrl: relay.url, claims: { aud: 'https://someone-else.example.com' } })],
+    ['expired', () => site.installRequest({ relayBaseUrl: relay.url, claims: { exp: Math.floor(Date.now() / 1000) - 600 } })],
+    ['qsh of another route', () => site.installRequest({ relayBaseUrl: relay.url, path: '/lifecycle/uninstalled' })],
+    [
+      'symmetric (shared secret) signature',
+      () => {
+        const good = site.installRequest({ relayBaseUrl: relay.url });
+        const claims = JSON.parse(Buffer.from(good.token.split('.')[1], 'base64url').toString());
+        return { body: good.body, authorization: `JWT ${signHs256(claims, site.sharedSecret)}` };
+      },
+    ],
+  ])('refuses an install with a %s (401, nothing stored)', async (_name, build) => {
+    await expectError(await client.install(build()), 401, 'unauthorized');
+    // Nothing was stored: the tenant's context tokens are still unknown.
+    await expectError(await client.requestTicket(`JWT ${contextToken()}`, { contentId: PAGE, files: [{ name: 'a', size: 1 }] }), 401);
+  });
+
+  it('refuses a tenant outside ALLOWED_TENANT_HOSTS with 403 tenant_not_allowed', async () => {
+    const request = site.installRequest({ relayBaseUrl: relay.url, payload: { baseUrl: 'http://evil.example.com/wiki' } });
+    await expectError(await client.install(request), 403, 'tenant_not_allowed');
+  });
+
+  it('refuses an https-less tenant when http is not allowed... via host check on 169.254.169.254', async () => {
+    const request = site.installRequest({ relayBaseUrl: relay.url, payload: { baseUrl: 'http://169.254.169.254/latest' } });
+    await expectError(await client.install(request), 403, 'tenant_not_allowed');
+  });
+
+  it('installs a correctly signed tenant (204)', async () => {
+    const response = await client.install(site.installRequest({ relayBaseUrl: relay.url }));
+    expect(response.status).toBe(204);
+  });
+});
+
+describe('tickets', () => {
+  const file = { name: 'report.pdf', size: 1234, type: 'application/pdf' };
+
+  it('issues a ticket bound to the declared files, with an expiry', async () => {
+    const response = await client.requestTicket(`JWT ${contextToken()}`, { contentId: PAGE, files: [file], comment: 'q3', minorEdit: true });
+    expect(response.status).toBe(201);
+    const body = (await response.json()) as Record<string, any>;
+    expect(body.ticket).toEqual(expect.any(String));
+    const expiresIn = Date.parse(body.expiresAt) - Date.now();
+    expect(expiresIn).toBeGreaterThan(290_000);
+    expect(expiresIn).toBeLessThanOrEqual(300_000);
+    expect(body.uploads).toEqual([{ name: 'report.pdf', mode: 'direct', url: `${relay.url}/uploads` }]);
+  });
+
+  it.each<[string, () => string | undefined]>([
+    ['no token', () => undefined],
+    ['an expired token', () => `JWT ${site.contextToken({ accountId: EDITOR, claims: { exp: Math.floor(Date.now() / 1000) - 600 } })}`],
+    ['a token signed with another secret', () => `JWT ${signHs256({ iss: site.clientKey, sub: EDITOR, qsh: 'context-qsh', exp: Math.floor(Date.now() / 1000) + 60 }, 'x'.repeat(40))}`],
+    ['an unknown issuer', () => `JWT ${site.contextToken({ accountId: EDITOR, claims: { iss: 'unknown-client' } })}`],
+    ['a wrong qsh', () => `JWT ${site.contextToken({ accountId: EDITOR, qsh: 'a'.repeat(64) })}`],
+    ['the Bearer scheme', () => `Bearer ${contextToken()}`],
+  ])('refuses %s with 401', async (_name, authorization) => {
+    await expectError(await client.requestTicket(authorization(), { contentId: PAGE, files: [file] }), 401, 'unauthorized');
+  });
+
+  it.each<[string, unknown, number]>([
+    ['an empty file list', { contentId: PAGE, files: [] }, 400],
+    ['more files than MAX_FILES_PER_TICKET', { contentId: PAGE, files: Array.from({ length: 21 }, (_, i) => ({ name: `f${i}`, size: 1 })) }, 400],
+    ['a body that is not JSON', '{"contentId": ', 400],
+    ['a missing contentId', { files: [file] }, 400],
+    ['a file over MAX_FILE_BYTES', { contentId: PAGE, files: [{ name: 'huge.iso', size: 104857601 }] }, 413],
+  ])('refuses %s', async (_name, body, status) => {
+    await expectError(await client.requestTicket(`JWT ${contextToken()}`, body), status);
+  });
+
+  it('refuses a user who may not edit the page with 403 forbidden', async () => {
+    await expectError(await client.requestTicket(`JWT ${contextToken(VIEWER)}`, { contentId: RESTRICTED_PAGE, files: [file] }), 403, 'forbidden');
+  });
+
+  it('answers 404 for a page that does not exist', async () => {
+    await expectError(await client.requestTicket(`JWT ${contextToken()}`, { contentId: '999999', files: [file] }), 404, 'content_not_found');
+  });
+});
+
+describe('direct uploads', () => {
+  async function uploadAndCheck(parts: UploadPart[], contentId = PAGE) {
+    const ticket = await client.ticket(contextToken(), contentId, declare(parts));
+    const response = await client.upload(ticket, parts);
+    const body = (await response.json()) as Record<string, any>;
+    expect({ status: response.status, body }).toMatchObject({ status: 200 });
+    expect(body.attachments).toHaveLength(parts.length);
+    for (const [i, part] of parts.entries()) {
+      const result = body.attachments[i];
+      expect(result).toMatchObject({ name: part.name, title: part.name, fileSize: part.bytes.length, version: 1, id: expect.any(String) });
+      expect(result.downloadUrl.startsWith(site.baseUrl)).toBe(true);
+      const stored = site.attachments(contentId).find((a) => a.id === result.id);
+      expect(stored?.sha256).toBe(sha256(part.bytes));
+    }
+    return { ticket, body };
+  }
+
+  it.each([
+    ['1 KiB', 1024],
+    ['1 MiB', 1024 * 1024],
+    ['3.5 MiB', 3.5 * 1024 * 1024],
+  ])('relays a %s file byte-identical', async (label, size) => {
+    await uploadAndCheck([{ name: `file-${label}.bin`, bytes: fileBytes(size) }]);
+  });
+
+  it('relays three files in one request', async () => {
+    await uploadAndCheck([
+      { name: 'one.png', bytes: fileBytes(20_000), type: 'image/png' },
+      { name: 'two.txt', bytes: fileBytes(5_000), type: 'text/plain' },
+      { name: 'three.bin', bytes: fileBytes(300_000) },
+    ]);
+  });
+
+  it('keeps unicode file names exactly', async () => {
+    const { body } = await uploadAndCheck([
+      { name: 'Zürich 東京 🚀.txt', bytes: fileBytes(100) },
+      { name: 'مرحبا ‮gnp.exe', bytes: fileBytes(100), type: 'application/pdf' },
+      { name: "l'été (1) & co; x=y.txt", bytes: fileBytes(100) },
+    ]);
+    expect(body.attachments.map((a: { title: string }) => a.title)).toEqual(['Zürich 東京 🚀.txt', 'مرحبا ‮gnp.exe', "l'été (1) & co; x=y.txt"]);
+  });
+
+  it('accepts a name with double quotes as browsers encode it, and cannot be tricked into a second part', async () => {
+    const part = { name: 'say "hi"; name="evil".txt', bytes: fileBytes(100) };
+    const ticket = await client.ticket(contextToken(), PAGE, declare([part]));
+    const response = await client.upload(ticket, [part]);
+    expect(response.status).toBe(200);
+    const stored = site.attachments(PAGE).filter((a) => a.title.includes('say'));
+    expect(stored).toHaveLength(1);
+    expect(stored[0].sha256).toBe(sha256(part.bytes));
+  });
+
+  it('passes the comment and minorEdit to Confluence', async () => {
+    const part = { name: 'commented.txt', bytes: fileBytes(10) };
+    const ticket = await client.ticket(contextToken(), PAGE, declare([part]), { comment: 'Grüße aus 東京', minorEdit: false });
+    expect((await client.upload(ticket, [part])).status).toBe(200);
+    expect(site.attachments(PAGE).find((a) => a.title === 'commented.txt')).toMatchObject({ comment: 'Grüße aus 東京', minorEdit: false });
+  });
+
+  it('answers a replay with the first result and creates nothing new', async () => {
+    const part = { name: 'replayed.txt', bytes: fileBytes(2048) };
+    const { ticket, body } = await uploadAndCheck([part]);
+    const before = attachmentCount();
+    const again = await client.upload(ticket, [part]);
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as Record<string, any>).attachments[0].id).toBe(body.attachments[0].id);
+    expect(attachmentCount()).toBe(before);
+    expect(site.attachments(PAGE).find((a) => a.title === 'replayed.txt')?.version).toBe(1);
+  });
+
+  describe('refused requests create no attachment', () => {
+    let before: number;
+    beforeEach(() => {
+      before = attachmentCount();
+    });
+    afterEach(() => {
+      expect(attachmentCount()).toBe(before);
+    });
+
+    it('a file not declared on the ticket: 400', async () => {
+      const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'declared.txt', size: 10 }]);
+      await expectError(await client.upload(ticket, [{ name: 'other.txt', bytes: fileBytes(10) }]), 400, 'undeclared_file');
+    });
+
+    it('a declared file next to an undeclared one: 400 for the whole request', async () => {
+      const good = { name: 'good.txt', bytes: fileBytes(10) };
+      const ticket = await client.ticket(contextToken(), PAGE, declare([good]));
+      await expectError(await client.upload(ticket, [good, { name: 'sneaky.txt', bytes: fileBytes(10) }]), 400, 'undeclared_file');
+    });
+
+    it('a file larger than declared: 413', async () => {
+      const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'grown.bin', size: 1000 }]);
+      await expectError(await client.upload(ticket, [{ name: 'grown.bin', bytes: fileBytes(1001) }]), 413);
+    });
+
+    it('a file smaller than declared: 400', async () => {
+      const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'shrunk.bin', size: 1000 }]);
+      await expectError(await client.upload(ticket, [{ name: 'shrunk.bin', bytes: fileBytes(999) }]), 400, 'size_mismatch');
+    });
+
+    it('a type other than declared: 400', async () => {
+      const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'pic.png', size: 10, type: 'image/png' }]);
+      await expectError(await client.upload(ticket, [{ name: 'pic.png', bytes: fileBytes(10), type: 'text/html' }]), 400, 'type_mismatch');
+    });
+
+    it.each<[string, Buffer | string, string | undefined]>([
+      ['garbage', 'this is not multipart', 'multipart/form-data; boundary=abc'],
+      ['no boundary', '--abc\r\n', 'multipart/form-data'],
+      ['not multipart at all', '{"a":1}', 'application/json'],
+      ['no content type', 'abc', undefined],
+      [
+        'a truncated body',
+        '--abc\r\nContent-Disposition: form-data; name="file"; filename="t.bin"\r\nContent-Type: application/octet-stream\r\n\r\n0123456789',
+        'multipart/form-data; boundary=abc',
+      ],
+      ['an empty body', '', 'multipart/form-data; boundary=abc'],
+    ])('malformed multipart (%s): 400', async (_name, payload, contentType) => {
+      const ticket = await client.ticket(contextToken(), PAGE, [{ name: 't.bin', size: 10 }]);
+      const body = await expectError(await client.uploadRaw(ticket, payload, contentType), 400);
+      expect(['bad_multipart', 'no_files']).toContain(body.error.code);
+    });
+
+    it.each<[string, () => Promise<string | undefined>]>([
+      ['no ticket', async () => undefined],
+      ['a forged ticket', async () => `rt1.${Buffer.from(site.clientKey).toString('base64url')}.${randomBytes(32).toString('base64url')}`],
+      ['a garbage ticket', async () => 'hello'],
+      ['a context JWT instead of a ticket', async () => contextToken()],
+    ])('%s: 401', async (_name, ticket) => {
+      await expectError(await client.upload(await ticket(), [{ name: 'x.txt', bytes: fileBytes(10) }]), 401, 'unauthorized');
+    });
+
+    it('a user without edit rights never gets a ticket for the page', async () => {
+      await expectError(await client.requestTicket(`JWT ${contextToken(VIEWER)}`, { contentId: RESTRICTED_PAGE, files: [{ name: 'x', size: 1 }] }), 403);
+    });
+  });
+
+  it('a request body too large for one Lambda invocation: 413 from the gateway', async () => {
+    const part = { name: 'too-big.bin', bytes: fileBytes(4_800_000) };
+    const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'small.bin', size: 10 }]);
+    const response = await client.upload(ticket, [part]);
+    expect(response.status).toBe(413);
+  });
+});
+
+describe('uninstall', () => {
+  it('deletes the tenant: its tickets and tokens stop working', async () => {
+    const part = { name: 'after-uninstall.txt', bytes: fileBytes(10) };
+    const ticket = await client.ticket(contextToken(), PAGE, declare([part]));
+    const before = attachmentCount();
+
+    const response = await client.install(site.installRequest({ relayBaseUrl: relay.url, eventType: 'uninstalled' }), 'uninstalled');
+    expect(response.status).toBe(204);
+
+    await expectError(await client.upload(ticket, [part]), 401);
+    await expectError(await client.requestTicket(`JWT ${contextToken()}`, { contentId: PAGE, files: declare([part]) }), 401);
+    expect(attachmentCount()).toBe(before);
+  });
+
+  it('a re-install brings the tenant back with its new secret', async () => {
+    expect((await client.install(site.installRequest({ relayBaseUrl: relay.url }))).status).toBe(204);
+    const part = { name: 'after-reinstall.txt', bytes: fileBytes(10) };
+    const ticket = await client.ticket(contextToken(), PAGE, declare([part]));
+    expect((await client.upload(ticket, [part])).status).toBe(200);
+  });
+});
+
+describe('data minimisation', () => {
+  function filesUnder(dir: string, depth = 0): string[] {
+    if (depth > 4) return [];
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return [];
+    }
+    return entries.flatMap((entry) => {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) return filesUnder(full, depth + 1);
+      return entry.isFile() ? [full] : [];
+    });
+  }
+
+  it('keeps no uploaded byte in the table, the temp directory or the logs, and logs no secret', async () => {
+    // The uploads above really happened and carried the marker.
+    expect(site.allAttachments().some((a) => a.bytes.includes(MARKER))).toBe(true);
+
+    const dynamoClient = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    const scan = await dynamoClient.send(new ScanCommand({ TableName: 'relay-e2e' }));
+    const table = JSON.stringify(scan.Items);
+    expect(scan.Items?.length).toBeGreaterThan(0);
+    expect(table).not.toContain(MARKER);
+    expect(table).not.toContain(Buffer.from(MARKER).toString('base64').slice(0, 24));
+
+    const recent = filesUnder(os.tmpdir()).filter((file) => {
+      try {
+        const stat = statSync(file);
+        return stat.mtimeMs >= startedAt && stat.size < 50 * 1024 * 1024;
+      } catch {
+        return false;
+      }
+    });
+    for (const file of recent) {
+      let content: Buffer;
+      try {
+        content = readFileSync(file);
+      } catch {
+        continue;
+      }
+      expect({ file, found: content.includes(MARKER) }).toEqual({ file, found: false });
+    }
+
+    const logs = relay.output();
+    const lines = relay.logLines();
+    expect(lines.filter((line) => line.message === 'request').length).toBeGreaterThan(20);
+    expect(logs).not.toContain(MARKER);
+    expect(logs).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/); // no JWT
+    expect(logs).not.toMatch(/rt1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}/); // no ticket
+    expect(logs).not.toContain(site.sharedSecret);
+    expect(logs).not.toContain('Zürich'); // file names only with LOG_FILE_NAMES=true
+  });
+});
