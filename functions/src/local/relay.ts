@@ -4,6 +4,7 @@ import { createApiGatewayServer, type LambdaHandler } from './api-gateway';
 import { buildHandlers } from './build';
 import { ensureTable, startDynalite } from './dynamodb-local';
 import { ROUTES } from '../routes';
+import { muteSdkNodeVersionWarning } from './quiet';
 
 export interface LocalRelay {
   url: string;
@@ -69,19 +70,6 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
       for (const cleanup of cleanups.reverse()) await cleanup();
     },
   };
-}
-
-/**
- * The AWS SDK warns on Node 20 that future versions need Node 22 (Lambda runs
- * 22); locally that warning would print once per bundle, so it alone is muted.
- */
-function muteSdkNodeVersionWarning(): void {
-  const listeners = process.listeners('warning');
-  process.removeAllListeners('warning');
-  process.on('warning', (warning) => {
-    if (warning.name === 'NodeVersionSupportWarning' || warning.message.startsWith('NodeVersionSupportWarning')) return;
-    for (const listener of listeners) listener(warning);
-  });
 }
 
 async function main(): Promise<void> {

@@ -1,0 +1,139 @@
+/**
+ * The direct-upload handler's own memory footprint (bench:direct, part 2).
+ *
+ * In this fresh process: start dynalite, store a tenant and issue a ticket
+ * (through the tickets bundle), build the API Gateway event of a 4 MiB
+ * multipart upload, force a GC and take the RSS as the baseline; then invoke
+ * the uploads bundle (the code CDK deploys) and sample RSS every millisecond
+ * while it runs. Prints (peak - baseline) / file size. The event itself (what
+ * the Lambda runtime already holds) is in the baseline. The stand-in runs in
+ * another process, reading at 100 Mbit/s.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { SymmetricAlgorithm, encodeSymmetric } from 'atlassian-jwt';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { buildHandlers } from '../functions/src/local/build';
+import { ensureTable, startDynalite } from '../functions/src/local/dynamodb-local';
+import { dynamoTenantStore } from '../functions/src/store/tenant-store';
+import { documentClient } from '../functions/src/store/dynamo';
+import { MiB } from './stats';
+import { muteSdkNodeVersionWarning } from '../functions/src/local/quiet';
+
+muteSdkNodeVersionWarning();
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+type Handler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyStructuredResultV2>;
+const FILE_BYTES = 4 * MiB;
+
+function event(method: string, rawPath: string, headers: Record<string, string>, body: Buffer, base64: boolean): APIGatewayProxyEventV2 {
+  const requestId = randomUUID();
+  return {
+    version: '2.0',
+    routeKey: `${method} ${rawPath}`,
+    rawPath,
+    rawQueryString: '',
+    headers,
+    requestContext: {
+      accountId: '0', apiId: 'bench', domainName: 'localhost', domainPrefix: 'bench', requestId, routeKey: `${method} ${rawPath}`,
+      stage: '$default', time: new Date().toISOString(), timeEpoch: Date.now(),
+      http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' },
+    },
+    body: body.toString(base64 ? 'base64' : 'utf8'),
+    isBase64Encoded: base64,
+  };
+}
+
+function context(): Context {
+  return { getRemainingTimeInMillis: () => 29_000, awsRequestId: randomUUID(), functionName: 'bench' } as unknown as Context;
+}
+
+async function main(): Promise<void> {
+  const standIn = spawn(process.execPath, [path.join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs'), path.join(__dirname, 'stand-in-child.ts')], {
+    env: { ...process.env, BYTES_PER_SECOND: '12500000' },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const firstLine = await new Promise<string>((resolve) => readline.createInterface({ input: standIn.stdout! }).once('line', resolve));
+  const site = JSON.parse(firstLine) as { origin: string; baseUrl: string; clientKey: string; sharedSecret: string };
+  const dynamo = await startDynalite();
+  const bundleDir = mkdtempSync(path.join(os.tmpdir(), 'bench-bundles-'));
+  try {
+    Object.assign(process.env, {
+      DYNAMODB_ENDPOINT: dynamo.endpoint, TABLE_NAME: 'bench', AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x',
+      ALLOWED_TENANT_HOSTS: '127.0.0.1', ALLOW_HTTP_TENANTS: 'true', RELAY_BASE_URL: 'http://localhost:3000', ON_NAME_CONFLICT: 'fail',
+      POWERTOOLS_LOG_LEVEL: 'WARN',
+    });
+    await ensureTable(dynamo.endpoint, 'bench');
+    await dynamoTenantStore(documentClient({ dynamodbEndpoint: dynamo.endpoint }), 'bench').put({
+      tenantId: site.clientKey, sharedSecret: site.sharedSecret, baseUrl: site.baseUrl, installedAt: new Date().toISOString(),
+    });
+    const bundles = await buildHandlers(bundleDir);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const tickets = (require(bundles.tickets) as { handler: Handler }).handler;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const uploads = (require(bundles.uploads) as { handler: Handler }).handler;
+
+    const samples: Array<{ label: string; ratio: number; peakMiB: number; baselineMiB: number }> = [];
+    for (let run = 0; run < 4; run += 1) {
+      // Run 0 is a 1 KiB warm-up: it loads the lazy code paths (SDK credential and
+      // HTTP agent set-up, JIT) once, as any warm Lambda container has done.
+      const fileBytes = run === 0 ? 1024 : FILE_BYTES;
+      const name = `memory-${run}.bin`;
+      const iat = Math.floor(Date.now() / 1000);
+      const token = encodeSymmetric({ iss: site.clientKey, sub: 'bench-user', iat, exp: iat + 300, qsh: 'context-qsh' }, site.sharedSecret, SymmetricAlgorithm.HS256);
+      const ticketBody = Buffer.from(JSON.stringify({ contentId: '1001', files: [{ name, size: fileBytes }] }));
+      const issued = await tickets(event('POST', '/tickets', { authorization: `JWT ${token}`, 'content-type': 'application/json' }, ticketBody, false), context());
+      const ticket = (JSON.parse(String(issued.body)) as { ticket: string }).ticket;
+
+      const boundary = 'benchboundary0123456789';
+      let multipart: Buffer | undefined = Buffer.concat([
+        Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`),
+        randomBytes(fileBytes),
+        Buffer.from(`\r\n--${boundary}--\r\n`),
+      ]);
+      const uploadEvent = event('POST', '/uploads', { authorization: `Bearer ${ticket}`, 'content-type': `multipart/form-data; boundary=${boundary}` }, multipart, true);
+      multipart = undefined; // only the event (as the Lambda runtime holds it) stays
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      gc();
+      const baseline = process.memoryUsage.rss();
+      let peak = baseline;
+      const sampler = setInterval(() => {
+        peak = Math.max(peak, process.memoryUsage.rss());
+      }, 1);
+      const result = await uploads(uploadEvent, context());
+      clearInterval(sampler);
+      peak = Math.max(peak, process.memoryUsage.rss());
+      if (result.statusCode !== 200) throw new Error(`upload failed: ${result.statusCode} ${result.body}`);
+      // The first run loads code paths (lazy module init); it is reported but not counted.
+      samples.push({ label: run === 0 ? 'warm-up' : `run ${run}`, ratio: (peak - baseline) / fileBytes, peakMiB: peak / MiB, baselineMiB: baseline / MiB });
+    }
+    const counted = samples.filter((s) => s.label !== 'warm-up');
+    process.stdout.write(`\nDirect upload handler memory, 4 MiB file (fresh process, RSS sampled every 1 ms)\n`);
+    for (const s of samples) {
+      const ratio = s.label === 'warm-up' ? '(1 KiB warm-up, not counted)' : `(peak - baseline) / file = ${s.ratio.toFixed(3)}`;
+      process.stdout.write(`  ${s.label.padEnd(8)} baseline ${s.baselineMiB.toFixed(1)} MiB, peak ${s.peakMiB.toFixed(1)} MiB, ${ratio}\n`);
+    }
+    process.stdout.write(`handler memory ratio (max of counted runs): ${Math.max(...counted.map((s) => s.ratio)).toFixed(3)} x file size\n`);
+  } finally {
+    standIn.stdin?.end();
+    await dynamo.close();
+    rmSync(bundleDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: Error) => {
+    process.stderr.write(`${error.stack ?? error.message}\n`);
+    process.exit(1);
+  },
+);
