@@ -344,6 +344,44 @@ describe('uninstall', () => {
   });
 });
 
+describe('observability', () => {
+  it('writes one JSON access-log line per request, correlated by the API Gateway request id', async () => {
+    const response = await fetch(`${relay.url}/health`);
+    const requestId = response.headers.get('apigw-requestid');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const line = relay.logLines().find((l) => l.correlation_id === requestId && l.message === 'request');
+    expect(line).toMatchObject({ level: 'INFO', route: 'health', status: 200, code: 'ok', latencyMs: expect.any(Number), function_name: 'health' });
+
+    const uploadLines = relay.logLines().filter((l) => l.message === 'request' && l.route === 'uploads' && l.status === 200);
+    expect(uploadLines.length).toBeGreaterThan(3);
+    for (const upload of uploadLines) {
+      expect(upload).toMatchObject({ tenant: site.clientKey, code: 'ok', bytes: expect.any(Number), files: expect.any(Number), correlation_id: expect.any(String) });
+    }
+    const refused = relay.logLines().find((l) => l.message === 'request' && l.route === 'uploads' && l.code === 'undeclared_file');
+    expect(refused).toMatchObject({ status: 400 });
+    const unauthorized = relay.logLines().find((l) => l.message === 'request' && l.status === 401);
+    expect(unauthorized).toMatchObject({ code: 'unauthorized', reason: expect.any(String) });
+  });
+
+  it('prints nothing but JSON once started', () => {
+    const lines = relay.output().split('\n').filter((l) => l.trim() && !l.startsWith('Relay listening'));
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+  });
+
+  it('emits CloudWatch metrics as EMF', () => {
+    const blobs = relay.logLines().filter((l) => l._aws) as Array<Record<string, any>>;
+    const named = (name: string) => blobs.filter((b) => b._aws.CloudWatchMetrics[0].Metrics.some((m: { Name: string }) => m.Name === name));
+    for (const blob of blobs) expect(blob._aws.CloudWatchMetrics[0].Namespace).toBe('ConfluenceUploadRelay');
+    expect(named('UploadSucceeded').length).toBeGreaterThan(0);
+    expect(named('BytesRelayed').reduce((sum, b) => sum + b.BytesRelayed, 0)).toBeGreaterThan(4 * 1024 * 1024);
+    expect(named('ConfluenceLatency').length).toBeGreaterThan(0);
+    expect(named('TicketsIssued').length).toBeGreaterThan(0);
+    expect(named('UploadFailed').some((b) => b.code === 'undeclared_file')).toBe(true);
+    expect(named('AuthFailures').some((b) => typeof b.kind === 'string')).toBe(true);
+    expect(named('ColdStart').length).toBeGreaterThan(0);
+  });
+});
+
 describe('data minimisation', () => {
   function filesUnder(dir: string, depth = 0): string[] {
     if (depth > 4) return [];

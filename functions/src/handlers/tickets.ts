@@ -3,6 +3,7 @@ import { header, json, jsonBody, requestTarget } from '../core/http';
 import { checkEditPermission } from '../confluence/client';
 import { issueTicket } from '../tickets/issue-ticket';
 import { buildDeps } from '../deps';
+import { MetricName, MetricUnit, metrics } from '../core/metrics';
 
 const deps = buildDeps();
 
@@ -19,5 +20,6 @@ export const handler = httpHandler('tickets', async (event, log) => {
   );
   log.tenant = tenantId;
   log.files = issued.uploads.length;
+  metrics.addMetric(MetricName.TicketsIssued, MetricUnit.Count, 1);
   return json(201, issued);
 });

@@ -41,6 +41,8 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
   env.AWS_ACCESS_KEY_ID ??= 'local';
   env.AWS_SECRET_ACCESS_KEY ??= 'local';
   env.POWERTOOLS_DEV ??= 'false';
+  // As on Lambda: lets Powertools mark the first invocation of each function as a cold start.
+  env.AWS_LAMBDA_INITIALIZATION_TYPE ??= 'on-demand';
   await ensureTable(env.DYNAMODB_ENDPOINT, env.TABLE_NAME);
 
   // Listen first: with PORT=0 the public URL (descriptor baseUrl, lifecycle aud) is known only now.
