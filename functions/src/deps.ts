@@ -9,6 +9,8 @@ import { dynamoTicketStore } from './store/ticket-store';
 import { uploadLimits } from './uploads/limits';
 import { isAllowedUrl } from './core/hosts';
 import { AppError } from './core/errors';
+import { userTokenProvider } from './confluence/oauth';
+import type { UploadIdentity } from './uploads/relay-file';
 
 /**
  * The wiring every handler shares, built once per container at cold start.
@@ -16,6 +18,48 @@ import { AppError } from './core/errors';
  */
 export function buildDeps(config: RelayConfig = getConfig()) {
   const client = documentClient(config);
+  const userTokens = userTokenProvider(config.oauthTokenUrl);
+
+  /** Confluence as the app (Connect JWT with qsh). */
+  function appTarget(tenant: Tenant): ConfluenceTarget {
+    // Re-check the stored base URL before every outbound call (SSRF defence in depth).
+    if (!isAllowedUrl(tenant.baseUrl, config.allowedTenantHosts, config.allowHttpTenants)) {
+      throw new AppError(403, 'tenant_not_allowed', 'This relay does not serve that site.');
+    }
+    return {
+      baseUrl: tenant.baseUrl,
+      authorize: (method, url) =>
+        appAuthorization({ method, url, tenantBaseUrl: tenant.baseUrl, appKey: config.appKey, sharedSecret: tenant.sharedSecret }),
+    };
+  }
+
+  /**
+   * Who uploads: the user (OAuth 2.0 JWT bearer, so Confluence records them as
+   * the author and applies their rights) when UPLOAD_AS=user and the tenant
+   * has an oauthClientId; otherwise the app, after the ticket-time permission check.
+   */
+  function identityFor(tenant: Tenant, accountId: string): UploadIdentity & { kind: 'user' | 'app' } {
+    const app = appTarget(tenant);
+    if (config.uploadAs !== 'user' || !tenant.oauthClientId) return { kind: 'app', target: async () => app };
+    const request = {
+      tenantId: tenant.tenantId,
+      baseUrl: tenant.baseUrl,
+      oauthClientId: tenant.oauthClientId,
+      sharedSecret: tenant.sharedSecret,
+      accountId,
+    };
+    return {
+      kind: 'user',
+      async target() {
+        const token = await userTokens.get(request, config.apiCallTimeoutMs);
+        return { baseUrl: tenant.baseUrl, authorize: () => `Bearer ${token}` };
+      },
+      async renew() {
+        userTokens.invalidate(request);
+      },
+    };
+  }
+
   return {
     config,
     limits: uploadLimits(config),
@@ -23,18 +67,8 @@ export function buildDeps(config: RelayConfig = getConfig()) {
     tickets: dynamoTicketStore(client, config.tableName),
     fetchInstallKey: installKeyFetcher(config.connectInstallKeysUrl),
     nowSeconds,
-    /** Confluence as the app (Connect JWT with qsh). */
-    appTarget(tenant: Tenant): ConfluenceTarget {
-      // Re-check the stored base URL before every outbound call (SSRF defence in depth).
-      if (!isAllowedUrl(tenant.baseUrl, config.allowedTenantHosts, config.allowHttpTenants)) {
-        throw new AppError(403, 'tenant_not_allowed', 'This relay does not serve that site.');
-      }
-      return {
-        baseUrl: tenant.baseUrl,
-        authorize: (method, url) =>
-          appAuthorization({ method, url, tenantBaseUrl: tenant.baseUrl, appKey: config.appKey, sharedSecret: tenant.sharedSecret }),
-      };
-    },
+    appTarget,
+    identityFor,
   };
 }
 

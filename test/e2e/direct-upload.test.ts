@@ -60,6 +60,7 @@ beforeAll(async () => {
     ALLOWED_TENANT_HOSTS: '127.0.0.1',
     ALLOW_HTTP_TENANTS: 'true',
     UPSTREAM_TIMEOUT_MS: '10000',
+    UPLOAD_AS: 'app',
   });
   client = new RelayClient(relay.url);
 }, 60_000);

@@ -42,10 +42,31 @@ export interface UploadOptions {
  */
 export class UpstreamError extends AppError {
   readonly definite: boolean;
-  constructor(status: number, code: string, message: string, definite: boolean, options: ConstructorParameters<typeof AppError>[3] = {}) {
+  /** Confluence's HTTP status, when it answered. */
+  readonly upstreamStatus?: number;
+  /** How long Confluence asked us to wait (Retry-After), when it said. */
+  readonly retryAfterMs?: number;
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    definite: boolean,
+    options: ConstructorParameters<typeof AppError>[3] & { upstreamStatus?: number; retryAfterMs?: number } = {},
+  ) {
     super(status, code, message, options);
     this.definite = definite;
+    this.upstreamStatus = options.upstreamStatus;
+    this.retryAfterMs = options.retryAfterMs;
   }
+}
+
+/** Parses `Retry-After` (delay in seconds, or an HTTP date) into milliseconds from `nowMs`. */
+export function parseRetryAfter(value: string | null | undefined, nowMs = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d{1,7}$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs);
 }
 
 const MAX_RESPONSE_BYTES = 1024 * 1024;
@@ -91,32 +112,41 @@ async function* framed(head: Buffer, body: AsyncIterable<Buffer>, size: number, 
   yield tail;
 }
 
-function retryAfterHeaders(value: string | string[] | undefined): Record<string, string> {
-  const retryAfter = Array.isArray(value) ? value[0] : value;
-  return { 'retry-after': retryAfter && /^\d{1,5}$/.test(retryAfter) ? retryAfter : '5' };
+/** What the browser is told to wait, in whole seconds (at least 1). */
+export function retryAfterHeader(ms: number | undefined): Record<string, string> {
+  return { 'retry-after': String(Math.max(1, Math.ceil((ms ?? 5000) / 1000))) };
 }
 
-/** Maps a Confluence error answer to the contract's error (issue-level detail in the README). */
+/**
+ * Maps a Confluence error answer to the contract's error. `definite` says
+ * whether Confluence can have created anything: a 4xx refusal cannot; a 5xx
+ * other than 503 might have happened after the attachment was stored.
+ */
 export function mapUpstreamStatus(status: number, body: string, headers: http.IncomingHttpHeaders): UpstreamError {
+  const retryAfterMs = parseRetryAfter(Array.isArray(headers['retry-after']) ? headers['retry-after'][0] : headers['retry-after']);
+  const options = { upstreamStatus: status, retryAfterMs, reason: `upstream_status_${status}` };
   if (status === 400 && /same file name/i.test(body)) {
-    return new UpstreamError(409, 'name_conflict', 'The page already has an attachment with this name.', true);
+    return new UpstreamError(409, 'name_conflict', 'The page already has an attachment with this name.', true, options);
   }
-  if (status === 403) return new UpstreamError(403, 'forbidden', 'You may not add attachments to this page.', true);
-  if (status === 404) return new UpstreamError(404, 'content_not_found', 'The page does not exist or cannot be seen.', true);
-  if (status === 413) return new UpstreamError(413, 'exceeds_site_limit', "The file is larger than this site's attachment limit.", true);
+  if (status === 401) {
+    return new UpstreamError(502, 'upstream_unauthorized', 'Confluence did not accept the relay\'s credentials.', true, options);
+  }
+  if (status === 403) return new UpstreamError(403, 'forbidden', 'You may not add attachments to this page.', true, options);
+  if (status === 404) return new UpstreamError(404, 'content_not_found', 'The page does not exist or cannot be seen.', true, options);
+  if (status === 413) return new UpstreamError(413, 'exceeds_site_limit', "The file is larger than this site's attachment limit.", true, options);
   if (status === 429) {
     return new UpstreamError(429, 'rate_limited', 'Confluence is rate limiting; try again later.', true, {
-      headers: retryAfterHeaders(headers['retry-after']),
+      ...options,
+      headers: retryAfterHeader(retryAfterMs),
     });
   }
   if (status === 503) {
     return new UpstreamError(503, 'upstream_unavailable', 'Confluence is unavailable; try again later.', true, {
-      headers: retryAfterHeaders(headers['retry-after']),
+      ...options,
+      headers: retryAfterHeader(retryAfterMs),
     });
   }
-  return new UpstreamError(502, 'upstream_error', 'Confluence answered with an error.', status < 500, {
-    reason: `upstream_status_${status}`,
-  });
+  return new UpstreamError(502, 'upstream_error', 'Confluence answered with an error.', status < 500, options);
 }
 
 function readBody(response: http.IncomingMessage): Promise<string> {
@@ -286,6 +316,5 @@ export async function checkEditPermission(target: ConfluenceTarget, contentId: s
     if ((body as { hasPermission?: unknown } | undefined)?.hasPermission === true) return;
     throw new AppError(403, 'forbidden', 'You may not edit this page.');
   }
-  const headerBag: http.IncomingHttpHeaders = { 'retry-after': headers.get('retry-after') ?? undefined };
-  throw mapUpstreamStatus(status, '', headerBag);
+  throw mapUpstreamStatus(status, '', { 'retry-after': headers.get('retry-after') ?? undefined });
 }

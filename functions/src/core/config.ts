@@ -29,6 +29,7 @@ export interface RelayConfig {
   readonly dynamodbEndpoint?: string;
   readonly s3Endpoint?: string;
   readonly upstreamTimeoutMs: number;
+  readonly apiCallTimeoutMs: number;
   readonly logFileNames: boolean;
 }
 
@@ -141,7 +142,8 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     stagingBucket: readOptional(env, 'STAGING_BUCKET'),
     dynamodbEndpoint: readOptional(env, 'DYNAMODB_ENDPOINT'),
     s3Endpoint: readOptional(env, 'S3_ENDPOINT'),
-    upstreamTimeoutMs: readInt(env, 'UPSTREAM_TIMEOUT_MS', 20_000, 100, 900_000),
+    upstreamTimeoutMs: readInt(env, 'UPSTREAM_TIMEOUT_MS', 25_000, 100, 900_000),
+    apiCallTimeoutMs: readInt(env, 'API_CALL_TIMEOUT_MS', 5_000, 100, 60_000),
     logFileNames: readBool(env, 'LOG_FILE_NAMES', false),
   };
   return Object.freeze(config);

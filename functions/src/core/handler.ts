@@ -13,6 +13,8 @@ export interface RequestLog {
   bytes?: number;
   files?: number;
   fileNames?: string[];
+  /** Whose identity the upload used at Confluence. */
+  as?: 'user' | 'app';
 }
 
 export type RouteFunction = (event: HttpEvent, log: RequestLog, context: Context) => Promise<HttpResult>;

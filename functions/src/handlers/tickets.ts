@@ -15,7 +15,7 @@ export const handler = httpHandler('tickets', async (event, log) => {
       ...deps,
       targetFor: deps.appTarget,
       checkEditPermission: (target, contentId, accountId) =>
-        checkEditPermission(target, contentId, accountId, deps.config.upstreamTimeoutMs),
+        checkEditPermission(target, contentId, accountId, deps.config.apiCallTimeoutMs),
     },
   );
   log.tenant = tenantId;

@@ -5,12 +5,16 @@ import { MetricName, MetricUnit, countByDimension, metrics } from '../core/metri
 import { uploadAttachment, type UploadOptions } from '../confluence/client';
 import { relayDirectUpload } from '../uploads/direct-upload';
 import { bodyStream } from '../uploads/multipart';
+import { relayFile } from '../uploads/relay-file';
+import { API_GATEWAY_TIMEOUT_MS } from '../uploads/limits';
 import { buildDeps } from '../deps';
 
 const deps = buildDeps();
 
 /** Claims outlive any invocation: API Gateway gives up after 30 s. */
 const LEASE_SECONDS = 120;
+/** Time kept back to write the ledger and answer before API Gateway's cut-off. */
+const ANSWER_MARGIN_MS = 1_500;
 
 async function timedUpload(options: UploadOptions) {
   const started = Date.now();
@@ -22,8 +26,11 @@ async function timedUpload(options: UploadOptions) {
 }
 
 /** `POST /uploads`: the multipart body streamed into Confluence, file by file. */
-export const handler = httpHandler('uploads', async (event, log) => {
+export const handler = httpHandler('uploads', async (event, log, context) => {
   const started = Date.now();
+  // API Gateway's 30 s run from when it received the request; Lambda may allow less.
+  const receivedAt = event.requestContext?.timeEpoch ?? started;
+  const deadlineMs = Math.min(receivedAt + API_GATEWAY_TIMEOUT_MS, started + context.getRemainingTimeInMillis()) - ANSWER_MARGIN_MS;
   try {
     const outcome = await relayDirectUpload(
       {
@@ -31,7 +38,33 @@ export const handler = httpHandler('uploads', async (event, log) => {
         contentType: header(event, 'content-type'),
         body: () => bodyStream(event.body, event.isBase64Encoded),
       },
-      { ...deps, targetFor: deps.appTarget, upload: timedUpload, leaseSeconds: LEASE_SECONDS },
+      {
+        ...deps,
+        leaseSeconds: LEASE_SECONDS,
+        relay: async (tenant, ticket, file, open) => {
+          const identity = deps.identityFor(tenant, ticket.accountId);
+          log.as = identity.kind;
+          const result = await relayFile({
+            identity,
+            appTarget: deps.appTarget(tenant),
+            contentId: ticket.contentId,
+            file,
+            comment: ticket.comment,
+            minorEdit: ticket.minorEdit,
+            policy: deps.config.onNameConflict,
+            open,
+            upload: timedUpload,
+            deadlineMs,
+            uploadTimeoutMs: deps.config.upstreamTimeoutMs,
+            callTimeoutMs: deps.config.apiCallTimeoutMs,
+            onSiteLimitExceeded: (bytes) => deps.tenants.recordSiteLimit(tenant.tenantId, { refusedBytes: bytes, atSeconds: deps.nowSeconds() }),
+          });
+          // A success at or above a remembered refusal means the site's limit was raised.
+          const refused = tenant.siteLimit?.refusedBytes;
+          if (refused !== undefined && file.size >= refused) await deps.tenants.recordSiteLimit(tenant.tenantId, { acceptedBytes: file.size });
+          return result;
+        },
+      },
     );
     log.tenant = outcome.tenantId;
     log.bytes = outcome.bytesRelayed;

@@ -1,4 +1,4 @@
-import { BatchWriteCommand, GetCommand, PutCommand, QueryCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchWriteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { tenantKey } from './dynamo';
 
 /** What the relay keeps of an install: the only data it holds for longer than a ticket. */
@@ -13,13 +13,34 @@ export interface Tenant {
   /** Forge installation ARI of a Connect-on-Forge install. */
   installationId?: string;
   installedAt: string;
+  /**
+   * What uploads taught us about the site's attachment size limit, which no
+   * API reveals (CONFCLOUD-71930): the smallest size Confluence refused as too
+   * large, when, and the largest size it accepted.
+   */
+  siteLimit?: { refusedBytes?: number; refusedAt?: number; acceptedBytes?: number };
 }
 
 const TENANT_SORT_KEY = '#TENANT';
 
+/** How long a refusal for size is trusted: an admin may raise the limit. */
+export const SITE_LIMIT_MEMORY_SECONDS = 86_400;
+
+/** Whether a file of `size` bytes is known to be over the site's limit. */
+export function knownTooLarge(tenant: Tenant, size: number, nowSeconds: number): boolean {
+  const limit = tenant.siteLimit;
+  if (!limit?.refusedBytes || !limit.refusedAt) return false;
+  if (nowSeconds - limit.refusedAt > SITE_LIMIT_MEMORY_SECONDS) return false;
+  // A later success at or above the refused size means the limit was raised.
+  if ((limit.acceptedBytes ?? 0) >= limit.refusedBytes) return false;
+  return size >= limit.refusedBytes;
+}
+
 export interface TenantStore {
   get(tenantId: string): Promise<Tenant | undefined>;
   put(tenant: Tenant): Promise<void>;
+  /** Remembers a size the site refused (keeps the smallest) or accepted (keeps the largest). */
+  recordSiteLimit(tenantId: string, observation: { refusedBytes: number; atSeconds: number } | { acceptedBytes: number }): Promise<void>;
   /** Deletes the tenant and every item held for it (tickets, ledger entries). */
   deleteWithEverything(tenantId: string): Promise<number>;
 }
@@ -39,6 +60,38 @@ export function dynamoTenantStore(client: DynamoDBDocumentClient, tableName: str
       await client.send(
         new PutCommand({ TableName: tableName, Item: { pk: tenantKey(tenant.tenantId), sk: TENANT_SORT_KEY, ...tenant } }),
       );
+    },
+
+    async recordSiteLimit(tenantId, observation) {
+      const key = { pk: tenantKey(tenantId), sk: TENANT_SORT_KEY };
+      const [field, value] = 'refusedBytes' in observation ? ['refusedBytes', observation.refusedBytes] : ['acceptedBytes', observation.acceptedBytes];
+      // Keep the smallest refusal / largest acceptance; a refusal also refreshes its time.
+      const better = field === 'refusedBytes' ? '<' : '>';
+      try {
+        await client.send(
+          new UpdateCommand({
+            TableName: tableName,
+            Key: key,
+            UpdateExpression: 'SET siteLimit = if_not_exists(siteLimit, :empty)',
+            ConditionExpression: 'attribute_exists(pk)',
+            ExpressionAttributeValues: { ':empty': {} },
+          }),
+        );
+        await client.send(
+          new UpdateCommand({
+            TableName: tableName,
+            Key: key,
+            UpdateExpression: field === 'refusedBytes' ? 'SET siteLimit.refusedBytes = :v, siteLimit.refusedAt = :at' : 'SET siteLimit.acceptedBytes = :v',
+            ConditionExpression: `attribute_not_exists(siteLimit.${field}) OR :v ${better} siteLimit.${field}${field === 'refusedBytes' ? ' OR siteLimit.refusedAt < :stale' : ''}`,
+            ExpressionAttributeValues:
+              field === 'refusedBytes'
+                ? { ':v': value, ':at': (observation as { atSeconds: number }).atSeconds, ':stale': (observation as { atSeconds: number }).atSeconds - SITE_LIMIT_MEMORY_SECONDS }
+                : { ':v': value },
+          }),
+        );
+      } catch (error) {
+        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error;
+      }
     },
 
     async deleteWithEverything(tenantId) {

@@ -28,6 +28,8 @@ export interface AttachmentResult {
   fileSize: number;
   version: number;
   downloadUrl: string;
+  /** What happened on Confluence: a new attachment, a new version of one with the same name, or a new one under a free name. */
+  outcome?: 'created' | 'versioned' | 'renamed';
 }
 
 export type ClaimOutcome =

@@ -2,7 +2,7 @@ import type { RelayConfig } from '../core/config';
 import { AppError, unauthorized } from '../core/errors';
 import { checkTimes, constantTimeEqual, peekJwt, relayQsh, tokenFromAuthorization, verifyHs256, CONTEXT_QSH } from '../connect/jwt';
 import type { ConfluenceTarget } from '../confluence/client';
-import type { Tenant, TenantStore } from '../store/tenant-store';
+import { knownTooLarge, type Tenant, type TenantStore } from '../store/tenant-store';
 import type { TicketStore } from '../store/ticket-store';
 import type { UploadLimits } from '../uploads/limits';
 import { parseTicketRequest, type TicketRequest } from './ticket-request';
@@ -16,7 +16,7 @@ export interface TicketHttpRequest {
 }
 
 export interface IssueTicketDeps {
-  config: Pick<RelayConfig, 'relayBaseUrl' | 'ticketTtlSeconds' | 'directMaxBytes' | 'upstreamTimeoutMs'>;
+  config: Pick<RelayConfig, 'relayBaseUrl' | 'ticketTtlSeconds' | 'directMaxBytes'>;
   limits: UploadLimits;
   tenants: TenantStore;
   tickets: TicketStore;
@@ -67,6 +67,10 @@ export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketD
   if (staged) {
     // Staged uploads through the S3 bucket are not available in this build.
     throw new AppError(413, 'file_too_large', `Files may be at most ${deps.config.directMaxBytes} bytes.`);
+  }
+
+  if (ticketRequest.files.some((file) => knownTooLarge(tenant, file.size, deps.nowSeconds()))) {
+    throw new AppError(413, 'exceeds_site_limit', "A file is larger than this site's attachment limit.");
   }
 
   await deps.checkEditPermission(deps.targetFor(tenant), ticketRequest.contentId, accountId);

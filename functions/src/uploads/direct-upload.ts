@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
-import type { RelayConfig } from '../core/config';
 import { AppError, badRequest } from '../core/errors';
-import { UpstreamError, type ConfluenceTarget, type UploadOptions } from '../confluence/client';
+import { UpstreamError } from '../confluence/client';
+import type { RelayFileOptions } from './relay-file';
 import type { Tenant, TenantStore } from '../store/tenant-store';
 import type { AttachmentResult, DeclaredFile, TicketRecord, TicketStore } from '../store/ticket-store';
 import { verifyTicket } from '../tickets/verify-ticket';
@@ -16,15 +16,14 @@ export interface DirectUploadRequest {
 }
 
 export interface DirectUploadDeps {
-  config: Pick<RelayConfig, 'onNameConflict' | 'upstreamTimeoutMs'>;
   limits: UploadLimits;
   tenants: TenantStore;
   tickets: TicketStore;
-  targetFor(tenant: Tenant, ticket: TicketRecord): ConfluenceTarget;
-  upload(options: UploadOptions): Promise<AttachmentResult>;
   nowSeconds: () => number;
   /** How long an in-flight claim is held before another invocation may take it over. */
   leaseSeconds: number;
+  /** Relays one file (identity, conflict policy, retries); see relay-file.ts. */
+  relay(tenant: Tenant, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult>;
 }
 
 export interface DirectUploadOutcome {
@@ -99,6 +98,28 @@ async function planUpload(request: DirectUploadRequest, ticket: TicketRecord, li
 }
 
 /**
+ * Parses the body again and hands the one part for declared file `index` to
+ * `consume` (the body is in memory, so a retry can read a file a second time).
+ */
+async function withFilePart<T>(
+  request: DirectUploadRequest,
+  limits: UploadLimits,
+  index: number,
+  files: readonly DeclaredFile[],
+  consume: (body: Readable) => Promise<T>,
+): Promise<T> {
+  let outcome: { value: T } | undefined;
+  await parseMultipart(request.contentType, request.body(), multipartLimits(limits), {
+    async onFile(info, stream) {
+      if (!outcome && findDeclared(files, info.filename) === index) outcome = { value: await consume(stream) };
+    },
+    onField() {},
+  });
+  if (!outcome) throw new AppError(500, 'internal_error', 'A planned file part was not found again.', { expose: false });
+  return outcome.value;
+}
+
+/**
  * `POST /uploads`: verify the ticket, check the body against it, claim each
  * file in the ledger, then stream each file into Confluence. Files uploaded
  * before are answered from the ledger; a file in flight elsewhere is a 409.
@@ -120,43 +141,29 @@ export async function relayDirectUpload(request: DirectUploadRequest, deps: Dire
     }
   }
 
-  const target = deps.targetFor(tenant, ticket);
   const pending = new Set(claimed);
   let bytesRelayed = 0;
   try {
-    await parseMultipart(request.contentType, request.body(), multipartLimits(deps.limits), {
-      async onFile(info, stream) {
-        const index = findDeclared(ticket.files, info.filename);
-        if (!pending.has(index)) {
-          stream.resume();
-          return;
-        }
-        const declared = ticket.files[index];
-        try {
-          const result = await deps.upload({
-            target,
-            contentId: ticket.contentId,
-            file: declared,
-            body: stream,
-            comment: fields.comment ?? ticket.comment,
-            minorEdit: fields.minorEdit ?? ticket.minorEdit,
-            method: deps.config.onNameConflict === 'version' ? 'PUT' : 'POST',
-            timeoutMs: deps.config.upstreamTimeoutMs,
-          });
-          pending.delete(index);
-          bytesRelayed += declared.size;
-          results.set(index, result);
-          await deps.tickets.completeFile(ticket, index, result);
-        } catch (error) {
-          // Only a failure that certainly created nothing frees the file for another try;
-          // an ambiguous one keeps its claim until the lease runs out.
-          pending.delete(index);
-          if (!(error instanceof UpstreamError) || error.definite) await deps.tickets.releaseFile(ticket, index);
-          throw error;
-        }
-      },
-      onField() {},
-    });
+    for (const file of planned) {
+      if (!pending.has(file.index)) continue;
+      const declared = ticket.files[file.index];
+      const withComment = { ...ticket, comment: fields.comment ?? ticket.comment, minorEdit: fields.minorEdit ?? ticket.minorEdit };
+      try {
+        const result = await deps.relay(tenant, withComment, declared, (consume) =>
+          withFilePart(request, deps.limits, file.index, ticket.files, consume),
+        );
+        pending.delete(file.index);
+        bytesRelayed += declared.size;
+        results.set(file.index, result);
+        await deps.tickets.completeFile(ticket, file.index, result);
+      } catch (error) {
+        // Only a failure that certainly created nothing frees the file for another try;
+        // an ambiguous one keeps its claim until the lease runs out.
+        pending.delete(file.index);
+        if (!(error instanceof UpstreamError) || error.definite) await deps.tickets.releaseFile(ticket, file.index);
+        throw error;
+      }
+    }
   } finally {
     // Files never reached (an earlier file failed) are given back.
     await Promise.allSettled([...pending].map((index) => deps.tickets.releaseFile(ticket, index)));

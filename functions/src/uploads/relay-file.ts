@@ -1,0 +1,137 @@
+import type { Readable } from 'node:stream';
+import type { NameConflictPolicy } from '../core/config';
+import { AppError } from '../core/errors';
+import { UpstreamError, type ConfluenceTarget, type UploadOptions } from '../confluence/client';
+import { contentExists, findAttachment, freeName, type ExistingAttachment } from '../confluence/attachments';
+import type { AttachmentResult, DeclaredFile } from '../store/ticket-store';
+
+/** Who the upload runs as: the user (a bearer token that may need renewing) or the app. */
+export interface UploadIdentity {
+  target(): Promise<ConfluenceTarget>;
+  /** Drops a token Confluence refused and gets a new one; absent for the app, whose JWT is minted per call. */
+  renew?(): Promise<void>;
+}
+
+export interface RelayFileOptions {
+  identity: UploadIdentity;
+  /** The app's own access, to tell "page gone" from "file over the site's limit". */
+  appTarget: ConfluenceTarget;
+  contentId: string;
+  file: DeclaredFile;
+  comment?: string;
+  minorEdit: boolean;
+  policy: NameConflictPolicy;
+  /** Opens the file's bytes (again, for a retry) and hands them to `consume`. */
+  open<T>(consume: (body: Readable) => Promise<T>): Promise<T>;
+  upload(options: UploadOptions): Promise<AttachmentResult>;
+  /** Epoch ms by which the relay must have answered (API Gateway cuts at 30 s). */
+  deadlineMs: number;
+  uploadTimeoutMs: number;
+  callTimeoutMs: number;
+  onSiteLimitExceeded?(bytes: number): Promise<void>;
+  sleep?(ms: number): Promise<void>;
+  random?(): number;
+}
+
+export const MAX_ATTEMPTS = 4;
+const BACKOFF_BASE_MS = 250;
+const BACKOFF_CAP_MS = 4_000;
+/** A retry is only started if at least this much time is left for it. */
+const MIN_ATTEMPT_MS = 1_000;
+
+/** Exponential backoff with full jitter (0 … min(cap, base·2^attempt)). */
+export function backoffMs(attempt: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt));
+}
+
+/** Whether what is on the page now is the result of our upload (and not what was there before). */
+function tookEffect(before: ExistingAttachment | undefined, after: ExistingAttachment | undefined, size: number): boolean {
+  if (!after || after.fileSize !== size) return false;
+  return !before || after.id !== before.id || after.version > before.version;
+}
+
+function isRetryable(error: UpstreamError): boolean {
+  // A refusal (4xx) stays a refusal; rate limits, unavailability, 5xx and
+  // network failures may pass.
+  if (error.upstreamStatus === 429 || error.upstreamStatus === 503) return true;
+  if (error.upstreamStatus !== undefined) return error.upstreamStatus >= 500;
+  return true;
+}
+
+/**
+ * Relays one file into Confluence exactly once: applies the name-conflict
+ * policy, retries rate limits and transient failures within the time left,
+ * and after an ambiguous failure (the request may have been stored before the
+ * answer was lost) looks the attachment up instead of sending it twice.
+ */
+export async function relayFile(options: RelayFileOptions): Promise<AttachmentResult> {
+  const { file, contentId } = options;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const remaining = () => options.deadlineMs - Date.now();
+  const callTimeout = () => Math.max(1, Math.min(options.callTimeoutMs, remaining()));
+
+  let target = await options.identity.target();
+  let title = file.name;
+  let before = await findAttachment(target, contentId, title, callTimeout());
+  let outcome: AttachmentResult['outcome'] = 'created';
+  if (before) {
+    if (options.policy === 'fail') throw new AppError(409, 'name_conflict', 'The page already has an attachment with this name.');
+    if (options.policy === 'rename') {
+      title = await freeName(target, contentId, file.name, callTimeout());
+      before = undefined;
+      outcome = 'renamed';
+    } else {
+      outcome = 'versioned';
+    }
+  }
+  const method = options.policy === 'version' ? 'PUT' : 'POST';
+  let renewed = false;
+
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const result = await options.open((body) =>
+        options.upload({
+          target,
+          contentId,
+          file: { ...file, name: title },
+          body,
+          comment: options.comment,
+          minorEdit: options.minorEdit,
+          method,
+          timeoutMs: Math.max(1, Math.min(options.uploadTimeoutMs, remaining())),
+        }),
+      );
+      return { ...result, name: file.name, outcome };
+    } catch (error) {
+      if (!(error instanceof UpstreamError)) throw error;
+
+      if (error.upstreamStatus === 404) {
+        // Confluence answers 404 both for a page that is gone and for a file over the site's limit.
+        if (await contentExists(options.appTarget, contentId, callTimeout())) {
+          await options.onSiteLimitExceeded?.(file.size);
+          throw new AppError(413, 'exceeds_site_limit', "The file is larger than this site's attachment limit.");
+        }
+        throw error;
+      }
+      if (error.upstreamStatus === 401 && options.identity.renew && !renewed) {
+        renewed = true;
+        await options.identity.renew();
+        target = await options.identity.target();
+        continue;
+      }
+      if (error.code === 'name_conflict' && options.policy === 'rename') {
+        // Someone took the free name in the meantime: take the next one.
+        title = await freeName(target, contentId, file.name, callTimeout());
+        continue;
+      }
+      if (!error.definite) {
+        const after = await findAttachment(target, contentId, title, callTimeout());
+        if (after && tookEffect(before, after, file.size)) return { ...after.result, name: file.name, outcome };
+      }
+      if (!isRetryable(error) || attempt >= MAX_ATTEMPTS) throw error;
+      const waitMs = error.retryAfterMs ?? backoffMs(attempt, options.random);
+      if (waitMs + MIN_ATTEMPT_MS > remaining()) throw error;
+      await sleep(waitMs);
+    }
+  }
+}
