@@ -12,6 +12,7 @@ import {
   fromMethodAndUrl,
 } from 'atlassian-jwt';
 import type {
+  AcceptBearerOptions,
   ContextTokenOptions,
   InstallRequest,
   InstallRequestOptions,
@@ -29,10 +30,20 @@ export interface SiteEnv {
 
 export interface Page {
   id: string;
+  title: string;
   editors: ReadonlySet<string> | '*';
   attachmentsDisabled: boolean;
   /** Keyed by title, in creation order. */
   attachments: Map<string, StoredAttachment>;
+}
+
+/** What a bearer token stands for. */
+export interface BearerGrant {
+  accountId: string;
+  /** Epoch ms from which the token is refused as expired; undefined = never. */
+  expiresAtMs?: number;
+  /** Connect scopes of the token; undefined = all. */
+  scopes?: ReadonlySet<string>;
 }
 
 /** Merges overrides into an object; an override whose value is undefined deletes the key. */
@@ -59,8 +70,10 @@ export class SiteState implements Site {
   readonly appAccountId = `557058:${randomUUID()}`;
   readonly oauthClientId = randomBytes(24).toString('base64url');
   readonly pages = new Map<string, Page>();
-  /** Bearer token -> accountId. */
-  readonly bearerTokens = new Map<string, string>();
+  /** Bearer token -> what it stands for. Expired tokens stay, so they can be told apart from unknown ones. */
+  readonly bearerTokens = new Map<string, BearerGrant>();
+  tokenLifetimeSeconds = 900;
+  tokenRequests = 0;
 
   constructor(
     readonly name: string,
@@ -75,6 +88,7 @@ export class SiteState implements Site {
     const existing = this.pages.get(id);
     this.pages.set(id, {
       id,
+      title: opts.title ?? `Page ${id}`,
       editors,
       attachmentsDisabled: opts.attachmentsDisabled ?? false,
       attachments: existing?.attachments ?? new Map(),
@@ -97,8 +111,19 @@ export class SiteState implements Site {
     return page.editors === '*' || page.editors.has(accountId);
   }
 
-  acceptBearer(token: string, accountId: string): void {
-    this.bearerTokens.set(token, accountId);
+  acceptBearer(token: string, accountId: string, opts: AcceptBearerOptions = {}): void {
+    this.bearerTokens.set(token, {
+      accountId,
+      ...(opts.expiresInSeconds !== undefined ? { expiresAtMs: Date.now() + opts.expiresInSeconds * 1000 } : {}),
+      ...(opts.scopes !== undefined ? { scopes: new Set(opts.scopes) } : {}),
+    });
+  }
+
+  expireBearerTokens(): void {
+    const now = Date.now();
+    for (const grant of this.bearerTokens.values()) {
+      if (grant.expiresAtMs === undefined || grant.expiresAtMs > now) grant.expiresAtMs = now;
+    }
   }
 
   installRequest(opts: InstallRequestOptions): InstallRequest {

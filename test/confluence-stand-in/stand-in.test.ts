@@ -10,6 +10,7 @@ import {
   createQueryStringHash,
   decodeAsymmetric,
   decodeSymmetric,
+  encodeAsymmetric,
   encodeSymmetric,
   fromMethodAndUrl,
 } from 'atlassian-jwt';
@@ -942,5 +943,540 @@ describe('MultipartParser (streaming, strict)', () => {
     expect(() => parseInChunks(Buffer.from('--X\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--X\r\n'), 'X', 4)).toThrow(
       /ended before the close delimiter/,
     );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// OAuth 2.0 JWT-bearer grant (act as user), GET content, and the newer fault injection modes
+
+const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/** An assertion as atlassian-oauth2 / the relay build it: aud = the authorization server's origin. */
+function assertionFor(
+  ci: ConfluenceStandIn,
+  site: Site,
+  accountId: string,
+  claims: Record<string, unknown> = {},
+  key = site.sharedSecret,
+  alg = SymmetricAlgorithm.HS256,
+): string {
+  const iat = nowSec();
+  const payload: Record<string, unknown> = {
+    iss: `urn:atlassian:connect:clientid:${site.oauthClientId}`,
+    sub: `urn:atlassian:connect:useraccountid:${accountId}`,
+    tnt: site.baseUrl,
+    aud: new URL(ci.oauthTokenUrl).origin,
+    iat,
+    exp: iat + 60,
+    ...claims,
+  };
+  for (const k of Object.keys(payload)) if (payload[k] === undefined) delete payload[k];
+  return encodeSymmetric(payload, key, alg);
+}
+
+function requestToken(
+  ci: ConfluenceStandIn,
+  form: Record<string, string> | string,
+  contentType = 'application/x-www-form-urlencoded',
+  urlSuffix = '',
+): Promise<Response> {
+  return fetch(`${ci.oauthTokenUrl}${urlSuffix}`, {
+    method: 'POST',
+    headers: { 'Content-Type': contentType, Accept: 'application/json' },
+    body: typeof form === 'string' ? form : new URLSearchParams(form).toString(),
+  });
+}
+
+interface TokenJson {
+  access_token: string;
+  token_type: string;
+  expires_in: number;
+  scope: string;
+}
+
+async function userToken(ci: ConfluenceStandIn, site: Site, accountId: string, scope?: string): Promise<string> {
+  const form: Record<string, string> = { grant_type: GRANT_TYPE, assertion: assertionFor(ci, site, accountId) };
+  if (scope !== undefined) form.scope = scope;
+  const res = await requestToken(ci, form);
+  expect(res.status).toBe(200);
+  return ((await res.json()) as TokenJson).access_token;
+}
+
+async function getContent(site: Site, pageId: string, auth?: string | null): Promise<Response> {
+  const url = `${site.baseUrl}/rest/api/content/${pageId}`;
+  const headers: Record<string, string> = {};
+  if (auth !== null) headers.Authorization = auth ?? `JWT ${appJwt(site, 'GET', url)}`;
+  return fetch(url, { headers });
+}
+
+describe('OAuth 2.0 JWT-bearer token endpoint', () => {
+  let ci: ConfluenceStandIn;
+  let site: Site;
+  let other: Site;
+  beforeAll(async () => {
+    ci = await start();
+    site = ci.site('tok');
+    other = ci.site('tok-other');
+    site.addPage('1', { editors: ['alice'] });
+    other.addPage('1');
+  });
+  beforeEach(() => {
+    ci.requests.length = 0;
+  });
+
+  it('is served at oauthTokenUrl; the installed callback hands over the oauthClientId', () => {
+    expect(ci.oauthTokenUrl).toBe(`${ci.origin}/oauth2/token`);
+    const payload = JSON.parse(site.installRequest({ relayBaseUrl: 'https://relay.example.com' }).body);
+    expect(payload.oauthClientId).toBe(site.oauthClientId);
+    expect(site.oauthClientId).not.toBe(other.oauthClientId);
+    expect(site.oauthClientId.length).toBeGreaterThan(10);
+  });
+
+  it('issues a bearer token for a good assertion, with the default scopes and lifetime', async () => {
+    const before = site.tokenRequests;
+    const assertion = assertionFor(ci, site, 'alice');
+    const res = await requestToken(ci, { grant_type: GRANT_TYPE, assertion });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const json = (await res.json()) as TokenJson;
+    expect(json).toEqual({ access_token: expect.any(String), token_type: 'Bearer', expires_in: 900, scope: 'READ WRITE ACT_AS_USER' });
+    expect(json.access_token.length).toBeGreaterThanOrEqual(32);
+    expect(site.tokenRequests).toBe(before + 1);
+    expect(ci.requests).toEqual([{ method: 'POST', path: '/oauth2/token', query: {}, authKind: 'none', status: 200 }]);
+    expect(JSON.stringify(ci.requests)).not.toContain(assertion);
+    expect(JSON.stringify(ci.requests)).not.toContain(json.access_token);
+    // A second request gets a different token.
+    expect(await userToken(ci, site, 'alice')).not.toBe(json.access_token);
+  });
+
+  it('echoes a requested scope ("+" is a space in form encoding) and honours tokenLifetimeSeconds', async () => {
+    const s = ci.site('tok-lifetime');
+    s.tokenLifetimeSeconds = 120;
+    const form = `grant_type=${encodeURIComponent(GRANT_TYPE)}&assertion=${assertionFor(ci, s, 'x')}&scope=READ+WRITE`;
+    const res = await requestToken(ci, form, 'application/x-www-form-urlencoded; charset=UTF-8');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ expires_in: 120, scope: 'READ WRITE' });
+  });
+
+  it('accepts aud with a trailing slash, and as an array', async () => {
+    for (const aud of [`${ci.origin}/`, [ci.origin]]) {
+      const res = await requestToken(ci, { grant_type: GRANT_TYPE, assertion: assertionFor(ci, site, 'alice', { aud }) });
+      expect(res.status).toBe(200);
+    }
+  });
+
+  const badAssertions: Array<[string, () => string]> = [
+    ['a wrong signing secret', () => assertionFor(ci, site, 'alice', {}, 'not-the-secret')],
+    ["another site's secret", () => assertionFor(ci, site, 'alice', {}, other.sharedSecret)],
+    ['an unknown oauthClientId in iss', () => assertionFor(ci, site, 'alice', { iss: 'urn:atlassian:connect:clientid:nobody' })],
+    ['a bare oauthClientId as iss', () => assertionFor(ci, site, 'alice', { iss: site.oauthClientId })],
+    ['the clientKey as iss', () => assertionFor(ci, site, 'alice', { iss: site.clientKey })],
+    ['no iss', () => assertionFor(ci, site, 'alice', { iss: undefined })],
+    ['a bare accountId as sub', () => assertionFor(ci, site, 'alice', { sub: 'alice' })],
+    ['the deprecated userkey sub', () => assertionFor(ci, site, 'alice', { sub: 'urn:atlassian:connect:userkey:alice' })],
+    ['an empty accountId', () => assertionFor(ci, site, 'alice', { sub: 'urn:atlassian:connect:useraccountid:' })],
+    ['no sub', () => assertionFor(ci, site, 'alice', { sub: undefined })],
+    ["another site's baseUrl as tnt", () => assertionFor(ci, site, 'alice', { tnt: other.baseUrl })],
+    ['tnt with a trailing slash', () => assertionFor(ci, site, 'alice', { tnt: `${site.baseUrl}/` })],
+    ['no tnt', () => assertionFor(ci, site, 'alice', { tnt: undefined })],
+    ['the production authorization server as aud', () => assertionFor(ci, site, 'alice', { aud: 'https://oauth-2-authorization-server.services.atlassian.com' })],
+    ['the token URL as aud', () => assertionFor(ci, site, 'alice', { aud: ci.oauthTokenUrl })],
+    ['the site baseUrl as aud', () => assertionFor(ci, site, 'alice', { aud: site.baseUrl })],
+    ['no aud', () => assertionFor(ci, site, 'alice', { aud: undefined })],
+    ['exp - iat = 61 s', () => assertionFor(ci, site, 'alice', { iat: nowSec(), exp: nowSec() + 61 })],
+    ['exp - iat = 61 s with iat in the past', () => assertionFor(ci, site, 'alice', { iat: nowSec() - 31, exp: nowSec() + 30 })],
+    ['an expired assertion', () => assertionFor(ci, site, 'alice', { iat: nowSec() - 70, exp: nowSec() - 10 })],
+    ['exp = now - 1', () => assertionFor(ci, site, 'alice', { iat: nowSec() - 59, exp: nowSec() - 1 })],
+    ['no exp', () => assertionFor(ci, site, 'alice', { exp: undefined })],
+    ['no iat', () => assertionFor(ci, site, 'alice', { iat: undefined })],
+    ['exp before iat', () => assertionFor(ci, site, 'alice', { iat: nowSec() + 50, exp: nowSec() + 40 })],
+    ['HS512', () => assertionFor(ci, site, 'alice', {}, site.sharedSecret, SymmetricAlgorithm.HS512)],
+    ['alg none', () => {
+      const seg = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const iat = nowSec();
+      const claims = decodeSymmetric(assertionFor(ci, site, 'alice'), site.sharedSecret, SymmetricAlgorithm.HS256);
+      return `${seg({ alg: 'none', typ: 'JWT' })}.${seg({ ...claims, aud: ci.origin, iat, exp: iat + 60 })}.`;
+    }],
+    ['RS256', () => {
+      const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const iat = nowSec();
+      const claims = {
+        iss: `urn:atlassian:connect:clientid:${site.oauthClientId}`,
+        sub: 'urn:atlassian:connect:useraccountid:alice',
+        tnt: site.baseUrl,
+        aud: ci.origin,
+        iat,
+        exp: iat + 60,
+      };
+      return encodeAsymmetric(claims, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), AsymmetricAlgorithm.RS256);
+    }],
+    ['garbage', () => 'not.a.jwt'],
+  ];
+  it.each(badAssertions)('answers 400 invalid_grant for %s and issues nothing', async (_label, make) => {
+    const tokensBefore = site.tokenRequests;
+    const iss = (() => {
+      try {
+        return JSON.parse(Buffer.from(make().split('.')[1], 'base64url').toString()).iss;
+      } catch {
+        return undefined;
+      }
+    })();
+    const res = await requestToken(ci, { grant_type: GRANT_TYPE, assertion: make() });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const json = await res.json();
+    expect(json).toEqual({ error: 'invalid_grant', error_description: expect.any(String) });
+    expect(json.error_description.length).toBeGreaterThan(5);
+    // Counted for the site whenever iss names its oauthClientId, whether or not the assertion is valid.
+    const namesSite = iss === `urn:atlassian:connect:clientid:${site.oauthClientId}`;
+    expect(site.tokenRequests).toBe(tokensBefore + (namesSite ? 1 : 0));
+    expect(ci.requests).toEqual([{ method: 'POST', path: '/oauth2/token', query: {}, authKind: 'none', status: 400 }]);
+  });
+
+  it('names the defect in error_description', async () => {
+    const descriptionFor = async (claims: Record<string, unknown>, key?: string) =>
+      ((await (await requestToken(ci, { grant_type: GRANT_TYPE, assertion: assertionFor(ci, site, 'alice', claims, key) })).json()) as {
+        error_description: string;
+      }).error_description;
+    expect(await descriptionFor({}, 'wrong')).toMatch(/signature/i);
+    expect(await descriptionFor({ tnt: 'https://x.atlassian.net/wiki' })).toMatch(/tnt/);
+    expect(await descriptionFor({ aud: 'https://elsewhere' })).toMatch(/aud/);
+    expect(await descriptionFor({ exp: nowSec() + 120 })).toMatch(/lifetime/);
+    expect(await descriptionFor({ iat: nowSec() - 100, exp: nowSec() - 50 })).toMatch(/expired/);
+  });
+
+  it('refuses other grant types, malformed requests and unknown scopes', async () => {
+    const assertion = assertionFor(ci, site, 'alice');
+    const cases: Array<[Promise<Response>, string]> = [
+      [requestToken(ci, { grant_type: 'client_credentials', assertion }), 'unsupported_grant_type'],
+      [requestToken(ci, { grant_type: 'urn:ietf:params:oauth:grant-type:saml2-bearer', assertion }), 'unsupported_grant_type'],
+      [requestToken(ci, { assertion }), 'invalid_request'],
+      [requestToken(ci, { grant_type: GRANT_TYPE }), 'invalid_request'],
+      [requestToken(ci, JSON.stringify({ grant_type: GRANT_TYPE, assertion }), 'application/json'), 'invalid_request'],
+      [requestToken(ci, `grant_type=${encodeURIComponent(GRANT_TYPE)}&assertion=${assertion}&assertion=${assertion}`), 'invalid_request'],
+      [requestToken(ci, { grant_type: GRANT_TYPE }, undefined, `?assertion=${assertion}`), 'invalid_request'],
+      [requestToken(ci, { grant_type: GRANT_TYPE, assertion, scope: 'read write' }), 'invalid_scope'],
+      [requestToken(ci, { grant_type: GRANT_TYPE, assertion, scope: 'READ,WRITE' }), 'invalid_scope'],
+    ];
+    for (const [pending, error] of cases) {
+      const res = await pending;
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ error, error_description: expect.any(String) });
+    }
+    // An assertion sent in the URL is not recorded either.
+    expect(JSON.stringify(ci.requests)).not.toContain(assertion);
+    expect(ci.requests.find((r) => r.query.assertion !== undefined)?.query.assertion).toBe('[redacted]');
+    expect((await fetch(ci.oauthTokenUrl)).status).toBe(405);
+  });
+
+  it('a token acts as the user: uploads are recorded as that user', async () => {
+    const token = await userToken(ci, site, 'alice');
+    const res = await upload(site, '1', [{ name: 'file', filename: 'alice.txt', data: 'from alice' }], { auth: `Bearer ${token}` });
+    expect(res.status).toBe(200);
+    const json = (await res.json()) as ContentArray;
+    expect(json.results[0].version.by).toMatchObject({ accountId: 'alice', accountType: 'atlassian' });
+    expect(site.attachments('1').find((a) => a.title === 'alice.txt')?.createdBy).toBe('alice');
+    const rec = ci.requests.find((r) => r.path.endsWith('/child/attachment'));
+    expect(rec).toMatchObject({ authKind: 'bearer', accountId: 'alice', status: 200, siteName: 'tok' });
+  });
+
+  it("a non-editor's token gets 403 on upload but may read", async () => {
+    const token = await userToken(ci, site, 'bob');
+    const res = await upload(site, '1', [{ name: 'file', filename: 'bob.txt', data: 'x' }], { auth: `Bearer ${token}` });
+    expect(res.status).toBe(403);
+    expect((await res.json()).statusCode).toBe(403);
+    expect(site.attachments('1').find((a) => a.title === 'bob.txt')).toBeUndefined();
+    expect((await listAttachments(site, '1', 'alice.txt', `Bearer ${token}`)).status).toBe(200);
+    expect((await getContent(site, '1', `Bearer ${token}`)).status).toBe(200);
+  });
+
+  it('a READ-only token may read but not upload, even for an editor', async () => {
+    const token = await userToken(ci, site, 'alice', 'READ');
+    expect((await upload(site, '1', [{ name: 'file', filename: 'ro.txt', data: 'x' }], { auth: `Bearer ${token}` })).status).toBe(403);
+    expect((await listAttachments(site, '1', 'alice.txt', `Bearer ${token}`)).status).toBe(200);
+    const writeOnly = await userToken(ci, site, 'alice', 'WRITE'); // WRITE implies READ
+    expect((await listAttachments(site, '1', 'alice.txt', `Bearer ${writeOnly}`)).status).toBe(200);
+    const actAsUserOnly = await userToken(ci, site, 'alice', 'ACT_AS_USER');
+    expect((await listAttachments(site, '1', 'alice.txt', `Bearer ${actAsUserOnly}`)).status).toBe(403);
+  });
+
+  it("a token only works on its own site", async () => {
+    const token = await userToken(ci, site, 'alice');
+    other.acceptBearer('something-else', 'z'); // so the site accepts bearer tokens at all
+    const res = await upload(other, '1', [{ name: 'file', filename: 'x.txt', data: 'x' }], { auth: `Bearer ${token}` });
+    expect(res.status).toBe(401);
+  });
+
+  it('expireBearerTokens: every issued token answers 401 token expired; new ones work', async () => {
+    const s = ci.site('tok-expire');
+    s.addPage('1');
+    const token = await userToken(ci, s, 'alice');
+    const file = [{ name: 'file', filename: 'a.txt', data: 'x' }];
+    expect((await upload(s, '1', file, { auth: `Bearer ${token}`, method: 'PUT' })).status).toBe(200);
+    s.expireBearerTokens();
+    const expired = await upload(s, '1', file, { auth: `Bearer ${token}`, method: 'PUT' });
+    expect(expired.status).toBe(401);
+    expect(await expired.json()).toEqual({ statusCode: 401, message: 'token expired' });
+    const list = await listAttachments(s, '1', 'a.txt', `Bearer ${token}`);
+    expect(list.status).toBe(401);
+    expect(s.attachments('1')[0].version).toBe(1);
+    const fresh = await userToken(ci, s, 'alice');
+    expect((await upload(s, '1', file, { auth: `Bearer ${fresh}`, method: 'PUT' })).status).toBe(200);
+    expect(s.attachments('1')[0].version).toBe(2);
+  });
+
+  it('tokens expire after tokenLifetimeSeconds', async () => {
+    const s = ci.site('tok-short');
+    s.addPage('1');
+    s.tokenLifetimeSeconds = 1;
+    const res = await requestToken(ci, { grant_type: GRANT_TYPE, assertion: assertionFor(ci, s, 'alice') });
+    const json = (await res.json()) as TokenJson;
+    expect(json.expires_in).toBe(1);
+    expect((await getContent(s, '1', `Bearer ${json.access_token}`)).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1100));
+    const late = await getContent(s, '1', `Bearer ${json.access_token}`);
+    expect(late.status).toBe(401);
+    expect((await late.json()).message).toBe('token expired');
+  });
+
+  it('acceptBearer can register tokens with a lifetime and scopes', async () => {
+    const s = ci.site('tok-manual');
+    s.addPage('1');
+    s.acceptBearer('ro', 'alice', { scopes: ['READ'] });
+    s.acceptBearer('gone', 'alice', { expiresInSeconds: 0 });
+    expect((await getContent(s, '1', 'Bearer ro')).status).toBe(200);
+    expect((await upload(s, '1', [{ name: 'file', filename: 'a.txt', data: 'x' }], { auth: 'Bearer ro' })).status).toBe(403);
+    expect((await (await getContent(s, '1', 'Bearer gone')).json()).message).toBe('token expired');
+    expect((await (await getContent(s, '1', 'Bearer unknown')).json()).message).toBe('unknown bearer token');
+  });
+
+  it('failNext works on the token endpoint, and injected answers still count as token requests', async () => {
+    const before = site.tokenRequests;
+    ci.failNext({ pathIncludes: '/oauth2/token', status: 503, headers: { 'Retry-After': '2' } });
+    const res = await requestToken(ci, { grant_type: GRANT_TYPE, assertion: assertionFor(ci, site, 'alice') });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('2');
+    ci.failNext({ pathIncludes: '/oauth2/token', resetConnection: true });
+    await expect(requestToken(ci, { grant_type: GRANT_TYPE, assertion: assertionFor(ci, site, 'alice') })).rejects.toThrow();
+    expect((await requestToken(ci, { grant_type: GRANT_TYPE, assertion: assertionFor(ci, site, 'alice') })).status).toBe(200);
+    expect(site.tokenRequests).toBe(before + 3);
+    expect(ci.requests.map((r) => [r.path, r.status, r.injected ?? false, r.reset ?? false])).toEqual([
+      ['/oauth2/token', 503, true, false],
+      ['/oauth2/token', 0, true, true],
+      ['/oauth2/token', 200, false, false],
+    ]);
+  });
+
+  it('passThrough + resetConnection on the token endpoint issues a token the client never sees', async () => {
+    const s = ci.site('tok-lost');
+    ci.failNext({ pathIncludes: '/oauth2/token', passThrough: true, resetConnection: true });
+    await expect(requestToken(ci, { grant_type: GRANT_TYPE, assertion: assertionFor(ci, s, 'alice') })).rejects.toThrow();
+    expect(s.tokenRequests).toBe(1);
+  });
+});
+
+describe('GET /rest/api/content/{id}', () => {
+  let ci: ConfluenceStandIn;
+  let site: Site;
+  beforeAll(async () => {
+    ci = await start();
+    site = ci.site();
+    site.addPage('42');
+    site.addPage('43', { title: 'Quarterly report', editors: [] });
+  });
+
+  it('answers a known page with app JWT', async () => {
+    const res = await getContent(site, '42');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      id: '42',
+      type: 'page',
+      status: 'current',
+      title: 'Page 42',
+      _links: {
+        webui: '/pages/viewpage.action?pageId=42',
+        self: `${site.baseUrl}/rest/api/content/42`,
+        base: site.baseUrl,
+        context: site.contextPath,
+      },
+    });
+    expect(((await (await getContent(site, '43')).json()) as { title: string }).title).toBe('Quarterly report');
+  });
+
+  it('answers with a user token, even for users who may not edit', async () => {
+    const token = await userToken(ci, site, 'reader');
+    const res = await getContent(site, '43', `Bearer ${token}`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ id: '43', type: 'page' });
+  });
+
+  it('404 for an unknown or removed page; 401 without auth; 405 for other methods', async () => {
+    const unknown = await getContent(site, '999');
+    expect(unknown.status).toBe(404);
+    expect((await unknown.json()).statusCode).toBe(404);
+    site.addPage('44');
+    expect((await getContent(site, '44')).status).toBe(200);
+    site.removePage('44');
+    expect((await getContent(site, '44')).status).toBe(404);
+    expect((await getContent(site, '42', null)).status).toBe(401);
+    const url = `${site.baseUrl}/rest/api/content/42`;
+    const del = await fetch(url, { method: 'DELETE', headers: { Authorization: `JWT ${appJwt(site, 'DELETE', url)}` } });
+    expect(del.status).toBe(405);
+  });
+
+  it('tells a removed page apart from an attachment over the site limit (both 404 on upload)', async () => {
+    const small = await start({ siteMaxAttachmentBytes: 10 });
+    const s = small.site();
+    s.addPage('1');
+    expect((await upload(s, '1', [{ name: 'file', filename: 'big.bin', data: Buffer.alloc(11) }])).status).toBe(404);
+    expect((await getContent(s, '1')).status).toBe(200);
+    s.removePage('1');
+    expect((await upload(s, '1', [{ name: 'file', filename: 'small.bin', data: 'x' }])).status).toBe(404);
+    expect((await getContent(s, '1')).status).toBe(404);
+  });
+});
+
+describe('attachment lookup by filename (for upserts and lost answers)', () => {
+  let ci: ConfluenceStandIn;
+  let site: Site;
+  beforeAll(async () => {
+    ci = await start();
+    site = ci.site();
+    site.addPage('1', { editors: ['alice'] });
+    await upload(site, '1', [{ name: 'file', filename: 'doc.txt', data: 'one' }]);
+    await upload(site, '1', [{ name: 'file', filename: 'doc.txt', data: 'two!!' }], { method: 'PUT' });
+    await upload(site, '1', [{ name: 'file', filename: 'Doc.txt', data: 'x' }]);
+    await upload(site, '1', [{ name: 'file', filename: UTF8_NAME, data: 'u' }]);
+  });
+
+  it('returns exactly the attachment with that title, current version and size', async () => {
+    const json = (await (await listAttachments(site, '1', 'doc.txt')).json()) as ContentArray;
+    expect(json.size).toBe(1);
+    expect(json.results).toHaveLength(1);
+    expect(json.results[0]).toMatchObject({ title: 'doc.txt', type: 'attachment', version: { number: 2 }, extensions: { fileSize: 5 } });
+    expect(json.results[0].id).toBe(site.attachments('1').find((a) => a.title === 'doc.txt')?.id);
+    for (const near of ['doc', 'doc.txt ', 'DOC.TXT', 'oc.txt']) {
+      expect(((await (await listAttachments(site, '1', near)).json()) as ContentArray).size).toBe(0);
+    }
+    const utf8 = (await (await listAttachments(site, '1', UTF8_NAME)).json()) as ContentArray;
+    expect(utf8.results.map((r) => r.title)).toEqual([UTF8_NAME]);
+  });
+
+  it('is readable with app JWT and with any user token (no edit right needed)', async () => {
+    const editor = await userToken(ci, site, 'alice');
+    const reader = await userToken(ci, site, 'bob');
+    for (const auth of [undefined, `Bearer ${editor}`, `Bearer ${reader}`]) {
+      const res = await listAttachments(site, '1', 'Doc.txt', auth);
+      expect(res.status).toBe(200);
+      const json = (await res.json()) as ContentArray;
+      expect(json.results).toHaveLength(1);
+      expect(json.results[0]).toMatchObject({ title: 'Doc.txt', version: { number: 1 }, extensions: { fileSize: 1 } });
+    }
+  });
+});
+
+describe('failNext: lost connections mid-body and lost answers', () => {
+  let ci: ConfluenceStandIn;
+  let site: Site;
+  beforeAll(async () => {
+    ci = await start();
+    site = ci.site();
+    site.addPage('1');
+  });
+  beforeEach(() => {
+    ci.requests.length = 0;
+  });
+
+  it('resetAfterBytes: resets the connection mid-body and stores nothing', async () => {
+    ci.failNext({ method: 'POST', pathIncludes: '/child/attachment', resetAfterBytes: 64 * 1024 });
+    const data = randomBytes(4 * 1024 * 1024);
+    await expect(upload(site, '1', [{ name: 'file', filename: 'cut.bin', data }])).rejects.toThrow();
+    expect(ci.requests).toHaveLength(1);
+    expect(ci.requests[0]).toMatchObject({ method: 'POST', status: 0, reset: true, injected: true });
+    expect(site.attachments('1')).toHaveLength(0);
+    // The next attempt goes through.
+    const res = await upload(site, '1', [{ name: 'file', filename: 'cut.bin', data }]);
+    expect(res.status).toBe(200);
+    expect(site.attachments('1')[0].sha256).toBe(sha256Hex(data));
+  });
+
+  it('resetAfterBytes: 0 resets before reading anything; a short body is reset after it was read', async () => {
+    ci.failNext({ pathIncludes: '/child/attachment', resetAfterBytes: 0 });
+    await expect(upload(site, '1', [{ name: 'file', filename: 'zero.bin', data: 'x' }])).rejects.toThrow();
+    ci.failNext({ pathIncludes: '/child/attachment', resetAfterBytes: 10_000_000 });
+    await expect(upload(site, '1', [{ name: 'file', filename: 'short.bin', data: 'x' }])).rejects.toThrow();
+    expect(ci.requests.map((r) => [r.status, r.reset])).toEqual([
+      [0, true],
+      [0, true],
+    ]);
+    expect(site.attachments('1').map((a) => a.title)).toEqual(['cut.bin']);
+  });
+
+  it('resetAfterBytes works with a throttled upload', async () => {
+    const slow = await start({ bytesPerSecond: 2_000_000 });
+    const s = slow.site();
+    s.addPage('1');
+    slow.failNext({ pathIncludes: '/child/attachment', resetAfterBytes: 300_000 });
+    const t0 = Date.now();
+    await expect(upload(s, '1', [{ name: 'file', filename: 'a.bin', data: Buffer.alloc(2_000_000, 1) }])).rejects.toThrow();
+    // Reset after ~0.15 s of a ~1 s transfer.
+    expect(Date.now() - t0).toBeLessThan(900);
+    expect(s.attachments('1')).toHaveLength(0);
+  });
+
+  it('passThrough + resetConnection: the attachment IS stored but the client sees a reset', async () => {
+    ci.failNext({ method: 'POST', pathIncludes: '/child/attachment', passThrough: true, resetConnection: true });
+    const data = randomBytes(300_000);
+    await expect(upload(site, '1', [{ name: 'file', filename: 'lost-answer.bin', data }])).rejects.toThrow();
+    expect(ci.requests[0]).toMatchObject({ method: 'POST', status: 0, reset: true, injected: true });
+    const stored = site.attachments('1').find((a) => a.title === 'lost-answer.bin');
+    expect(stored).toMatchObject({ version: 1, fileSize: data.length, sha256: sha256Hex(data), createdBy: 'app' });
+    // A retrying client finds it by filename, and a second POST of the same title is a duplicate.
+    const found = (await (await listAttachments(site, '1', 'lost-answer.bin')).json()) as ContentArray;
+    expect(found.results.map((r) => [r.id, r.extensions.fileSize])).toEqual([[stored?.id, data.length]]);
+    expect((await upload(site, '1', [{ name: 'file', filename: 'lost-answer.bin', data }])).status).toBe(400);
+  });
+
+  it('passThrough + delayMs: stores at once, answers the real result late', async () => {
+    ci.failNext({ method: 'PUT', passThrough: true, delayMs: 400 });
+    const t0 = Date.now();
+    const pending = upload(site, '1', [{ name: 'file', filename: 'late.txt', data: 'late' }], { method: 'PUT' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(site.attachments('1').find((a) => a.title === 'late.txt')?.version).toBe(1);
+    expect(ci.requests[0].status).toBe(0); // answer not sent yet
+    const res = await pending;
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(380);
+    expect(res.status).toBe(200);
+    const json = (await res.json()) as ContentArray;
+    expect(json.results[0]).toMatchObject({ title: 'late.txt', version: { number: 1 } });
+    expect(ci.requests[0]).toMatchObject({ status: 200, injected: true });
+    expect(ci.requests[0].reset).toBeUndefined();
+  });
+
+  it('passThrough + delayMs also delays an error answer, and stores nothing then', async () => {
+    ci.failNext({ passThrough: true, delayMs: 300 });
+    const t0 = Date.now();
+    const res = await upload(site, '404', [{ name: 'file', filename: 'x.txt', data: 'x' }]);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ statusCode: 404, message: expect.any(String) });
+  });
+
+  it('passThrough works on other endpoints too', async () => {
+    ci.failNext({ pathIncludes: '/download/', passThrough: true, delayMs: 200 });
+    const t0 = Date.now();
+    const res = await fetch(`${site.baseUrl}/download/attachments/1/late.txt`);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(180);
+    expect(await res.text()).toBe('late');
+  });
+
+  it('status defaults to 500; contradictory rules are refused', async () => {
+    ci.failNext({ pathIncludes: '/permission/check' });
+    const res = await permissionCheck(site, '1', { subject: { type: 'user', identifier: 'a' }, operation: 'read' });
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ statusCode: 500, message: expect.any(String) });
+    expect(() => ci.failNext({ passThrough: true, resetAfterBytes: 10 })).toThrow(/passThrough/);
+    expect(() => ci.failNext({ resetAfterBytes: -1 })).toThrow(/non-negative/);
   });
 });

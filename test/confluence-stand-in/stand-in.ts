@@ -18,9 +18,14 @@
  * - Wrong request Content-Type is 415 (uploads: not multipart/form-data; permission check: not JSON).
  * - Every request body is read completely before the answer, including error answers and failNext.
  * - RecordedRequest.status is 0 for requests not (yet) answered, reset by failNext, or abandoned by the client.
+ * - Bearer tokens carry Connect scopes (oauth.ts): reads need READ (or a scope implying it), uploads WRITE; an
+ *   insufficient scope is 403. An expired bearer token is 401 `token expired`.
+ *
+ * Also emulated: Atlassian's OAuth 2.0 authorization server (`POST /oauth2/token`, the JWT-bearer grant that lets
+ * a Connect app act as a user; see oauth.ts). Its `aud` is the stand-in origin. Assertions are never recorded.
  */
-import { createHash, generateKeyPairSync, randomUUID, type Hash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createHash, generateKeyPairSync, randomBytes, randomUUID, type Hash } from 'node:crypto';
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   SymmetricAlgorithm,
@@ -29,8 +34,17 @@ import {
   decodeSymmetric,
   fromMethodAndUrl,
 } from 'atlassian-jwt';
-import { HttpError, errorBody, readBody, runHandler, sendJson } from './http-util';
+import { HttpError, errorBody, readBody, runHandler } from './http-util';
 import { MultipartError, MultipartParser, parseHeaderWithParams, type PartHandler, type PartInfo } from './multipart';
+import {
+  OAuthError,
+  TOKEN_PATH,
+  clientIdOfIssuer,
+  parseTokenRequest,
+  scopesAllow,
+  unverifiedIssuer,
+  verifyAssertion,
+} from './oauth';
 import { SiteState, type Page } from './site';
 import type {
   AuthKind,
@@ -65,10 +79,13 @@ interface RequestCtx {
   rec: RecordedRequest;
   /** POST/PUT .../child/attachment: the request whose body is throttled. */
   isUpload: boolean;
+  /** passThrough failNext rule: answers are kept in `held` instead of being sent. */
+  holdAnswer?: boolean;
+  held?: { status: number; headers: OutgoingHttpHeaders; body: string | Buffer };
 }
 
 const SITE_PATH = /^\/sites\/([^/]+)\/wiki(\/.*)?$/;
-const CONTENT_PATH = /^\/rest\/api\/content\/([^/]+)\/(child\/attachment|permission\/check)\/?$/;
+const CONTENT_PATH = /^\/rest\/api\/content\/([^/]+)(?:\/(child\/attachment|permission\/check))?\/?$/;
 const DOWNLOAD_PATH = /^\/download\/attachments\/([^/]+)\/([^/]+)\/?$/;
 const INSTALL_KEY_PATH = /^\/install-keys\/([^/]+)$/;
 
@@ -219,6 +236,7 @@ class StandInServer implements ConfluenceStandIn {
   readonly installKey: { kid: string; privateKeyPem: string; publicKeyPem: string };
   origin = '';
   installKeysUrl = '';
+  oauthTokenUrl = '';
 
   private readonly appKey: string;
   private readonly maxAttachmentBytes: number;
@@ -252,6 +270,7 @@ class StandInServer implements ConfluenceStandIn {
     const { port } = this.server.address() as AddressInfo;
     this.origin = `http://127.0.0.1:${port}`;
     this.installKeysUrl = `${this.origin}/install-keys`;
+    this.oauthTokenUrl = `${this.origin}${TOKEN_PATH}`;
   }
 
   site(name = 'default'): Site {
@@ -265,6 +284,12 @@ class StandInServer implements ConfluenceStandIn {
   }
 
   failNext(rule: FailRule): void {
+    if (rule.resetAfterBytes !== undefined) {
+      if (!Number.isSafeInteger(rule.resetAfterBytes) || rule.resetAfterBytes < 0) {
+        throw new Error('failNext: resetAfterBytes must be a non-negative integer');
+      }
+      if (rule.passThrough) throw new Error('failNext: resetAfterBytes cannot be combined with passThrough');
+    }
     this.failRules.push({ ...rule, remaining: rule.times ?? 1 });
   }
 
@@ -302,10 +327,13 @@ class StandInServer implements ConfluenceStandIn {
     const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
     const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
     const siteName = SITE_PATH.exec(path)?.[1];
+    const recordedQuery = Object.fromEntries(query);
+    // Never keep an assertion, even one wrongly sent in the URL.
+    if (path === TOKEN_PATH && 'assertion' in recordedQuery) recordedQuery.assertion = '[redacted]';
     const rec: RecordedRequest = {
       method,
       path,
-      query: Object.fromEntries(query),
+      query: recordedQuery,
       authKind: authKindOf(req.headers.authorization),
       status: 0,
       ...(siteName !== undefined ? { siteName } : {}),
@@ -317,15 +345,35 @@ class StandInServer implements ConfluenceStandIn {
     void runHandler(res, () => this.dispatch(ctx), (status) => (rec.status = status)).catch(() => res.destroy());
   }
 
-  private reply(ctx: RequestCtx, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  /** Every answer of the endpoints goes through here (so a passThrough rule can hold it back). */
+  private send(ctx: RequestCtx, status: number, headers: OutgoingHttpHeaders, body: string | Buffer): void {
+    if (ctx.holdAnswer) {
+      ctx.held = { status, headers, body };
+      return;
+    }
     ctx.rec.status = status;
-    sendJson(ctx.res, status, body, headers);
+    ctx.res.writeHead(status, headers);
+    ctx.res.end(body);
+  }
+
+  private reply(ctx: RequestCtx, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    const text = JSON.stringify(body);
+    this.send(
+      ctx,
+      status,
+      { 'content-type': 'application/json;charset=UTF-8', 'content-length': String(Buffer.byteLength(text)), ...headers },
+      text,
+    );
   }
 
   private async dispatch(ctx: RequestCtx): Promise<void> {
     const rule = this.takeFailRule(ctx);
+    if (rule?.passThrough) return this.passThrough(ctx, rule);
     if (rule) return this.answerInjected(ctx, rule);
+    return this.route(ctx);
+  }
 
+  private async route(ctx: RequestCtx): Promise<void> {
     if (ctx.isUpload) {
       const m = SITE_PATH.exec(ctx.path);
       const rest = m?.[2] ?? '/';
@@ -342,10 +390,13 @@ class StandInServer implements ConfluenceStandIn {
       if (ctx.method !== 'GET') throw new HttpError(405, 'method not allowed', { allow: 'GET' });
       const kid = decodeSegment(keyMatch[1]);
       if (kid !== this.installKey.kid) throw new HttpError(404, `no install key with kid ${kid}`);
-      ctx.rec.status = 200;
-      ctx.res.writeHead(200, { 'content-type': 'text/plain' });
-      ctx.res.end(this.installKey.publicKeyPem);
+      this.send(ctx, 200, { 'content-type': 'text/plain' }, this.installKey.publicKeyPem);
       return;
+    }
+
+    if (ctx.path === TOKEN_PATH) {
+      if (ctx.method !== 'POST') throw new HttpError(405, 'method not allowed', { allow: 'POST' });
+      return this.tokenEndpoint(ctx, body);
     }
 
     const siteMatch = SITE_PATH.exec(ctx.path);
@@ -363,6 +414,10 @@ class StandInServer implements ConfluenceStandIn {
       if (content[2] === 'permission/check') {
         if (ctx.method !== 'POST') throw new HttpError(405, 'method not allowed', { allow: 'POST' });
         return this.permissionCheck(ctx, site, pageId, body);
+      }
+      if (content[2] === undefined) {
+        if (ctx.method !== 'GET') throw new HttpError(405, 'method not allowed', { allow: 'GET' });
+        return this.getContent(ctx, site, pageId);
       }
       if (ctx.method !== 'GET') throw new HttpError(405, 'method not allowed', { allow: 'GET, POST, PUT' });
       return this.listAttachments(ctx, site, pageId);
@@ -405,26 +460,133 @@ class StandInServer implements ConfluenceStandIn {
     return rule;
   }
 
+  private resetSocket(ctx: RequestCtx): void {
+    if (ctx.rec.reset) return;
+    ctx.rec.reset = true;
+    ctx.rec.status = 0;
+    ctx.req.socket.resetAndDestroy();
+  }
+
   private async answerInjected(ctx: RequestCtx, rule: FailRule): Promise<void> {
     ctx.rec.injected = true;
+    const bytesPerSecond = ctx.isUpload ? this.opts.bytesPerSecond : undefined;
+
+    if (rule.resetAfterBytes !== undefined) {
+      const limit = rule.resetAfterBytes;
+      if (limit > 0) {
+        let seen = 0;
+        try {
+          await readBody(ctx.req, {
+            bytesPerSecond,
+            trackTimer: this.trackTimer,
+            onChunk: (chunk) => {
+              seen += chunk.length;
+              if (seen >= limit) this.resetSocket(ctx);
+            },
+          });
+        } catch {
+          // Our own reset (or the client leaving) ends the body early.
+        }
+      }
+      this.resetSocket(ctx);
+      return;
+    }
+
+    // Token requests are counted per site even when the answer is injected (the body names the site).
+    const isToken = ctx.path === TOKEN_PATH && ctx.method === 'POST';
+    const chunks: Buffer[] = [];
+    let size = 0;
     await readBody(ctx.req, {
-      bytesPerSecond: ctx.isUpload ? this.opts.bytesPerSecond : undefined,
+      bytesPerSecond,
       trackTimer: this.trackTimer,
+      onChunk: isToken
+        ? (chunk) => {
+            size += chunk.length;
+            if (size <= MAX_JSON_BODY_BYTES) chunks.push(chunk);
+          }
+        : undefined,
     });
+    if (isToken) this.countTokenRequest(Buffer.concat(chunks));
     if (rule.delayMs) await this.sleep(rule.delayMs);
     if (rule.resetConnection) {
-      ctx.rec.reset = true;
-      ctx.req.socket.resetAndDestroy();
+      this.resetSocket(ctx);
       return;
     }
+    const status = rule.status ?? 500;
     const headers = rule.headers ?? {};
     if (typeof rule.body === 'string') {
-      ctx.rec.status = rule.status;
-      ctx.res.writeHead(rule.status, { 'content-type': 'text/plain;charset=UTF-8', ...headers });
-      ctx.res.end(rule.body);
+      this.send(ctx, status, { 'content-type': 'text/plain;charset=UTF-8', ...headers }, rule.body);
       return;
     }
-    this.reply(ctx, rule.status, rule.body ?? errorBody(rule.status, `injected failure (HTTP ${rule.status})`), headers);
+    this.reply(ctx, status, rule.body ?? errorBody(status, `injected failure (HTTP ${status})`), headers);
+  }
+
+  /**
+   * passThrough rule: the request is processed as usual (an upload is stored), then its answer, success or
+   * error, is delayed by delayMs and/or replaced by a connection reset.
+   */
+  private async passThrough(ctx: RequestCtx, rule: FailRule): Promise<void> {
+    ctx.rec.injected = true;
+    ctx.holdAnswer = true;
+    let failed = false;
+    let error: unknown;
+    try {
+      await this.route(ctx);
+    } catch (e) {
+      failed = true;
+      error = e;
+    }
+    if (rule.delayMs) await this.sleep(rule.delayMs);
+    ctx.holdAnswer = false;
+    if (rule.resetConnection) {
+      this.resetSocket(ctx);
+      return;
+    }
+    if (failed) throw error;
+    const held = ctx.held;
+    if (held) this.send(ctx, held.status, held.headers, held.body);
+  }
+
+  // ---- OAuth 2.0 authorization server ----
+
+  private siteByOauthClientId(clientId: string): SiteState | undefined {
+    for (const s of this.sites.values()) if (s.oauthClientId === clientId) return s;
+    return undefined;
+  }
+
+  /** Counts a token request for the site its assertion's `iss` names (unverified; nothing is kept). */
+  private countTokenRequest(body: Buffer): void {
+    let assertion: string | null = null;
+    try {
+      assertion = new URLSearchParams(body.toString('utf8')).get('assertion');
+    } catch {
+      return;
+    }
+    const clientId = clientIdOfIssuer(assertion === null ? undefined : unverifiedIssuer(assertion));
+    const site = clientId === undefined ? undefined : this.siteByOauthClientId(clientId);
+    if (site) site.tokenRequests++;
+  }
+
+  private async tokenEndpoint(ctx: RequestCtx, body: Buffer): Promise<void> {
+    // RFC 6749 §5.1: token answers must not be cached.
+    const noStore = { 'cache-control': 'no-store', pragma: 'no-cache' };
+    this.countTokenRequest(body);
+    try {
+      const request = parseTokenRequest(ctx.req.headers['content-type'], body, ctx.query);
+      const { site, accountId } = verifyAssertion(request.assertion, (id) => this.siteByOauthClientId(id), this.origin);
+      const accessToken = randomBytes(32).toString('base64url');
+      const lifetime = site.tokenLifetimeSeconds;
+      site.acceptBearer(accessToken, accountId, { expiresInSeconds: lifetime, scopes: request.scopes });
+      this.reply(
+        ctx,
+        200,
+        { access_token: accessToken, token_type: 'Bearer', expires_in: lifetime, scope: request.scopes.join(' ') },
+        noStore,
+      );
+    } catch (e) {
+      if (!(e instanceof OAuthError)) throw e;
+      this.reply(ctx, e.status, { error: e.error, error_description: e.description }, noStore);
+    }
   }
 
   // ---- authentication ----
@@ -433,7 +595,7 @@ class StandInServer implements ConfluenceStandIn {
    * App JWT (`Authorization: JWT <token>`, HS256 with the install's sharedSecret, `iss` = app key, qsh computed
    * over the path relative to the site baseUrl) or a registered bearer token (acts as a user).
    */
-  private authenticate(ctx: RequestCtx, site: SiteState): Principal {
+  private authenticate(ctx: RequestCtx, site: SiteState, need: 'read' | 'write'): Principal {
     const header = ctx.req.headers.authorization;
     if (!header) throw new HttpError(401, 'authentication required (no Authorization header)');
     const m = /^(\S+)\s+(\S+)\s*$/.exec(header.trim());
@@ -445,10 +607,14 @@ class StandInServer implements ConfluenceStandIn {
     }
     if (scheme === 'bearer') {
       if (site.bearerTokens.size === 0) throw new HttpError(401, 'bearer tokens not supported yet');
-      const accountId = site.bearerTokens.get(m[2]);
-      if (accountId === undefined) throw new HttpError(401, 'unknown or expired bearer token');
-      ctx.rec.accountId = accountId;
-      return { kind: 'user', accountId };
+      const grant = site.bearerTokens.get(m[2]);
+      if (grant === undefined) throw new HttpError(401, 'unknown bearer token');
+      if (grant.expiresAtMs !== undefined && Date.now() >= grant.expiresAtMs) throw new HttpError(401, 'token expired');
+      ctx.rec.accountId = grant.accountId;
+      if (!scopesAllow(grant.scopes, need)) {
+        throw new HttpError(403, `the token's scopes (${[...(grant.scopes ?? [])].join(' ')}) do not allow ${need === 'read' ? 'reading' : 'writing'}`);
+      }
+      return { kind: 'user', accountId: grant.accountId };
     }
     throw new HttpError(401, `unsupported Authorization scheme ${m[1]}`);
   }
@@ -483,7 +649,7 @@ class StandInServer implements ConfluenceStandIn {
   // ---- endpoints ----
 
   private async permissionCheck(ctx: RequestCtx, site: SiteState, pageId: string, body: Buffer): Promise<void> {
-    this.authenticate(ctx, site);
+    this.authenticate(ctx, site, 'read');
     const page = site.pages.get(pageId);
     if (!page) throw new HttpError(404, `No content found with id: ${pageId}`);
     const type = ctx.req.headers['content-type'];
@@ -512,8 +678,28 @@ class StandInServer implements ConfluenceStandIn {
     this.reply(ctx, 200, { hasPermission, errors: [] });
   }
 
+  /** GET /rest/api/content/{id}: lets a client tell "page gone" from the other 404s of an upload. */
+  private async getContent(ctx: RequestCtx, site: SiteState, pageId: string): Promise<void> {
+    this.authenticate(ctx, site, 'read');
+    const page = site.pages.get(pageId);
+    if (!page) throw new HttpError(404, `No content found with id: ${pageId}`);
+    const id = encodeURIComponent(page.id);
+    this.reply(ctx, 200, {
+      id: page.id,
+      type: 'page',
+      status: 'current',
+      title: page.title,
+      _links: {
+        webui: `/pages/viewpage.action?pageId=${id}`,
+        self: `${site.baseUrl}/rest/api/content/${id}`,
+        base: site.baseUrl,
+        context: site.contextPath,
+      },
+    });
+  }
+
   private async listAttachments(ctx: RequestCtx, site: SiteState, pageId: string): Promise<void> {
-    this.authenticate(ctx, site);
+    this.authenticate(ctx, site, 'read');
     const page = site.pages.get(pageId);
     if (!page) throw new HttpError(404, `No content found with id: ${pageId}`);
     const filename = ctx.query.get('filename');
@@ -531,13 +717,16 @@ class StandInServer implements ConfluenceStandIn {
   private async download(ctx: RequestCtx, site: SiteState, pageId: string, title: string): Promise<void> {
     const att = site.pages.get(pageId)?.attachments.get(title);
     if (!att) throw new HttpError(404, `no attachment ${title} on content ${pageId}`);
-    ctx.rec.status = 200;
-    ctx.res.writeHead(200, {
-      'content-type': att.mediaType,
-      'content-length': String(att.bytes.length),
-      'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(att.title)}`,
-    });
-    ctx.res.end(att.bytes);
+    this.send(
+      ctx,
+      200,
+      {
+        'content-type': att.mediaType,
+        'content-length': String(att.bytes.length),
+        'content-disposition': `attachment; filename*=UTF-8''${encodeURIComponent(att.title)}`,
+      },
+      att.bytes,
+    );
   }
 
   /**
@@ -553,7 +742,7 @@ class StandInServer implements ConfluenceStandIn {
     try {
       if (!site) throw new HttpError(404, `no site named ${SITE_PATH.exec(ctx.path)?.[1] ?? ''}`);
       const pageId = decodeSegment(pageSegment);
-      principal = this.authenticate(ctx, site);
+      principal = this.authenticate(ctx, site, 'write');
       // Multipart posts without this header fail Atlassian's XSRF filter. Both spellings seen in working
       // clients (`nocheck` in Confluence's docs, `no-check` in Jira's and @forge/bridge) are accepted.
       const xsrf = ctx.req.headers['x-atlassian-token'];

@@ -24,31 +24,50 @@ export interface RecordedRequest {
   authKind: AuthKind;
   /** Status answered; 0 while pending, or if the connection was reset / the client went away. */
   status: number;
-  /** Set for requests under `/sites/<name>/wiki`. */
+  /** Set for requests under `/sites/<name>/wiki` (not for `/oauth2/token`: count those with `site.tokenRequests`). */
   siteName?: string;
   /** The user a bearer token stood for (bearer requests only). */
   accountId?: string;
-  /** True if the answer was a connection reset injected by failNext. */
+  /** True if the answer was a connection reset injected by failNext (resetConnection or resetAfterBytes). */
   reset?: boolean;
-  /** True if the request was answered by a failNext rule. */
+  /** True if the request was answered by a failNext rule, or (passThrough rules) had its answer delayed or reset
+   * by one. */
   injected?: boolean;
 }
 
+/**
+ * A failNext rule. It matches any endpoint, `/oauth2/token` included. The modes:
+ * - default: the whole body is read, nothing is processed or stored, and the request is answered with
+ *   `status`/`headers`/`body` (after `delayMs`), or the socket is reset (`resetConnection`).
+ * - `resetAfterBytes`: the socket is reset mid-body; nothing is processed or stored.
+ * - `passThrough`: the request is processed normally (an upload IS stored); only its real answer is delayed by
+ *   `delayMs` and/or replaced by a reset (`resetConnection`).
+ */
 export interface FailRule {
   /** HTTP method to match (case-insensitive); any if absent. */
   method?: string;
   /** Substring of the request path (without query) to match; any if absent. */
   pathIncludes?: string;
-  status: number;
+  /** Status of the injected answer. Default 500. Ignored with passThrough, resetConnection or resetAfterBytes. */
+  status?: number;
   headers?: Record<string, string>;
   /** JSON body (a string is sent as-is). Default `{statusCode: status, message: ...}`. */
   body?: unknown;
   /** How many matching requests get this answer. Default 1. */
   times?: number;
-  /** Wait this long (after reading the body) before answering. */
+  /** Wait this long (after reading the body) before answering or resetting. With passThrough: after the request
+   * was processed (e.g. the attachment stored), before its real answer is sent. */
   delayMs?: number;
-  /** Destroy the socket (TCP RST) instead of answering. */
+  /** Destroy the socket (TCP RST) instead of answering. With passThrough: after the request was processed, so
+   * the upload IS stored but the client never hears back ("Confluence created it, the answer got lost"). */
   resetConnection?: boolean;
+  /** Read this many body bytes (at least; bodies arrive in chunks), then destroy the socket (TCP RST) without an
+   * answer: a connection lost mid-upload. Nothing is processed or stored. A shorter body is read completely and
+   * then reset. Cannot be combined with passThrough. */
+  resetAfterBytes?: number;
+  /** Process the request normally and apply only `delayMs` / `resetConnection` to its real answer (whatever it
+   * is, success or error). `status`, `headers` and `body` are ignored. */
+  passThrough?: boolean;
 }
 
 export interface StoredAttachment {
@@ -77,6 +96,16 @@ export interface PageOptions {
   editors?: string[] | '*';
   /** Space with attachments turned off: uploads get 403. */
   attachmentsDisabled?: boolean;
+  /** Title answered by GET /rest/api/content/{id}. Default `Page <id>`. */
+  title?: string;
+}
+
+export interface AcceptBearerOptions {
+  /** The token stops working (401 `token expired`) after this many seconds. Default: never. */
+  expiresInSeconds?: number;
+  /** Connect scopes the token carries (upper case). Default: all. Reading needs READ or a scope implying it
+   * (WRITE, DELETE, SPACE_ADMIN, PROJECT_ADMIN, ADMIN); uploading needs WRITE or one implying it. Otherwise 403. */
+  scopes?: string[];
 }
 
 export interface InstallRequestOptions {
@@ -124,7 +153,13 @@ export interface Site {
   sharedSecret: string;
   /** accountId of the app's bot user (shown as `version.by` for app uploads). */
   appAccountId: string;
+  /** Sent in the installed callback; the assertion of the JWT-bearer grant names it in `iss`. */
   oauthClientId: string;
+  /** `expires_in` of access tokens issued by `/oauth2/token` for this site. Default 900. Settable. */
+  tokenLifetimeSeconds: number;
+  /** How many POSTs to `/oauth2/token` named this site's oauthClientId in the assertion's `iss` (valid or not,
+   * failNext-injected answers included). */
+  readonly tokenRequests: number;
   /** Adds (or reconfigures, keeping its attachments) a page. */
   addPage(id: string, opts?: PageOptions): void;
   /** Removes a page and its attachments. */
@@ -136,7 +171,10 @@ export interface Site {
   /** What AP.context.getToken() returns inside the app's iframe on this site. */
   contextToken(opts: ContextTokenOptions): string;
   /** Registers a bearer token (as from the OAuth 2.0 JWT-bearer grant) that acts as the given user. */
-  acceptBearer(token: string, accountId: string): void;
+  acceptBearer(token: string, accountId: string, opts?: AcceptBearerOptions): void;
+  /** Makes every bearer token of this site (issued by `/oauth2/token` or registered) expire now: using one is
+   * answered 401 `{statusCode: 401, message: 'token expired'}`. Tokens issued later are not affected. */
+  expireBearerTokens(): void;
 }
 
 export interface ConfluenceStandIn {
@@ -144,6 +182,17 @@ export interface ConfluenceStandIn {
   origin: string;
   /** `${origin}/install-keys`; GET `${installKeysUrl}/${kid}` returns the PEM public key. */
   installKeysUrl: string;
+  /**
+   * `${origin}/oauth2/token`: the OAuth 2.0 JWT-bearer grant of Atlassian's authorization server (act as user).
+   * POST form-urlencoded `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=<jwt>[&scope=READ WRITE]`.
+   * The assertion must be HS256 with the site's sharedSecret, `iss` = `urn:atlassian:connect:clientid:<oauthClientId>`,
+   * `sub` = `urn:atlassian:connect:useraccountid:<accountId>`, `tnt` = the site baseUrl, `aud` = `origin` (trailing
+   * slash allowed), `iat`, `exp` in the future and `exp - iat <= 60`. Errors are 400 `{error, error_description}`
+   * (`invalid_grant` for a bad assertion, `unsupported_grant_type`, `invalid_request`, `invalid_scope`). Success:
+   * 200 `{access_token, token_type: 'Bearer', expires_in: site.tokenLifetimeSeconds, scope}`; the token then acts
+   * as that user on that site.
+   */
+  oauthTokenUrl: string;
   /** RSA 2048 key pair generated at start, used to sign install/uninstall callbacks. */
   installKey: { kid: string; privateKeyPem: string; publicKeyPem: string };
   /** Get-or-create a site (tenant); default name 'default'. */

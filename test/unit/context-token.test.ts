@@ -11,6 +11,7 @@ const tenants: TenantStore = {
   get: async (id) => [tenantA, tenantB].find((t) => t.tenantId === id),
   put: async () => undefined,
   deleteWithEverything: async () => 0,
+  recordSiteLimit: async () => undefined,
 };
 const keys = rsaKeyPair();
 const claims = { iss: 'client-a', sub: 'user-1', iat: NOW - 10, exp: NOW + 600, qsh: 'context-qsh' };

@@ -71,13 +71,27 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
   const callTimeout = () => Math.max(1, Math.min(options.callTimeoutMs, remaining()));
 
   let target = await options.identity.target();
+  let renewed = false;
+  /** Runs a call as the upload identity, renewing a refused user token once. */
+  async function asIdentity<T>(call: (current: ConfluenceTarget) => Promise<T>): Promise<T> {
+    try {
+      return await call(target);
+    } catch (error) {
+      if (!(error instanceof UpstreamError) || error.upstreamStatus !== 401 || !options.identity.renew || renewed) throw error;
+      renewed = true;
+      await options.identity.renew();
+      target = await options.identity.target();
+      return call(target);
+    }
+  }
+
   let title = file.name;
-  let before = await findAttachment(target, contentId, title, callTimeout());
+  let before = await asIdentity((current) => findAttachment(current, contentId, title, callTimeout()));
   let outcome: AttachmentResult['outcome'] = 'created';
   if (before) {
     if (options.policy === 'fail') throw new AppError(409, 'name_conflict', 'The page already has an attachment with this name.');
     if (options.policy === 'rename') {
-      title = await freeName(target, contentId, file.name, callTimeout());
+      title = await asIdentity((current) => freeName(current, contentId, file.name, callTimeout()));
       before = undefined;
       outcome = 'renamed';
     } else {
@@ -85,7 +99,6 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
     }
   }
   const method = options.policy === 'version' ? 'PUT' : 'POST';
-  let renewed = false;
 
   for (let attempt = 1; ; attempt += 1) {
     try {
@@ -121,11 +134,11 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
       }
       if (error.code === 'name_conflict' && options.policy === 'rename') {
         // Someone took the free name in the meantime: take the next one.
-        title = await freeName(target, contentId, file.name, callTimeout());
+        title = await asIdentity((current) => freeName(current, contentId, file.name, callTimeout()));
         continue;
       }
       if (!error.definite) {
-        const after = await findAttachment(target, contentId, title, callTimeout());
+        const after = await asIdentity((current) => findAttachment(current, contentId, title, callTimeout()));
         if (after && tookEffect(before, after, file.size)) return { ...after.result, name: file.name, outcome };
       }
       if (!isRetryable(error) || attempt >= MAX_ATTEMPTS) throw error;
