@@ -192,6 +192,8 @@ describe('direct uploads', () => {
       expect(result.downloadUrl.startsWith(site.baseUrl)).toBe(true);
       const stored = site.attachments(contentId).find((a) => a.id === result.id);
       expect(stored?.sha256).toBe(sha256(part.bytes));
+      // UPLOAD_AS=app: the app is the author; the user's right to edit was checked at ticket time.
+      expect(stored?.createdBy).toBe('app');
     }
     return { ticket, body };
   }
