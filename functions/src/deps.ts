@@ -10,7 +10,11 @@ import { uploadLimits } from './uploads/limits';
 import { isAllowedUrl } from './core/hosts';
 import { AppError } from './core/errors';
 import { userTokenProvider } from './confluence/oauth';
-import type { UploadIdentity } from './uploads/relay-file';
+import { relayFile, type RelayFileOptions, type UploadIdentity } from './uploads/relay-file';
+import { uploadAttachment, type UploadOptions } from './confluence/client';
+import type { AttachmentResult, DeclaredFile, TicketRecord } from './store/ticket-store';
+import { s3StagingBucket } from './staging/s3';
+import { MetricName, MetricUnit, metrics } from './core/metrics';
 
 /**
  * The wiring every handler shares, built once per container at cold start.
@@ -60,10 +64,54 @@ export function buildDeps(config: RelayConfig = getConfig()) {
     };
   }
 
+  const tenants = dynamoTenantStore(client, config.tableName);
+
+  async function timedUpload(options: UploadOptions): Promise<AttachmentResult> {
+    const started = Date.now();
+    try {
+      return await uploadAttachment(options);
+    } finally {
+      metrics.addMetric(MetricName.ConfluenceLatency, MetricUnit.Milliseconds, Date.now() - started);
+    }
+  }
+
+  /**
+   * The one way a file reaches Confluence, for direct and staged uploads alike:
+   * the tenant's upload identity, the conflict policy, retries until
+   * `deadlineMs`, and what Confluence taught us about the site's size limit.
+   */
+  function fileRelay(options: { deadlineMs: number; onIdentity?(kind: 'user' | 'app'): void }) {
+    return async (tenant: Tenant, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult> => {
+      const identity = identityFor(tenant, ticket.accountId);
+      options.onIdentity?.(identity.kind);
+      const result = await relayFile({
+        identity,
+        appTarget: appTarget(tenant),
+        contentId: ticket.contentId,
+        file,
+        comment: ticket.comment,
+        minorEdit: ticket.minorEdit,
+        policy: config.onNameConflict,
+        open,
+        upload: timedUpload,
+        deadlineMs: options.deadlineMs,
+        uploadTimeoutMs: config.upstreamTimeoutMs,
+        callTimeoutMs: config.apiCallTimeoutMs,
+        onSiteLimitExceeded: (bytes) => tenants.recordSiteLimit(tenant.tenantId, { refusedBytes: bytes, atSeconds: nowSeconds() }),
+      });
+      // A success at or above a remembered refusal means the site's limit was raised.
+      const refused = tenant.siteLimit?.refusedBytes;
+      if (refused !== undefined && file.size >= refused) await tenants.recordSiteLimit(tenant.tenantId, { acceptedBytes: file.size });
+      return result;
+    };
+  }
+
   return {
     config,
     limits: uploadLimits(config),
-    tenants: dynamoTenantStore(client, config.tableName),
+    tenants,
+    staging: config.stagingBucket ? s3StagingBucket(config, config.stagingBucket) : undefined,
+    fileRelay,
     tickets: dynamoTicketStore(client, config.tableName),
     fetchInstallKey: installKeyFetcher(config.connectInstallKeysUrl),
     nowSeconds,

@@ -18,7 +18,15 @@ export const ROUTES: readonly RouteDefinition[] = [
   { method: 'POST', path: '/lifecycle/uninstalled', handler: 'lifecycle-uninstalled' },
   { method: 'POST', path: '/tickets', handler: 'tickets' },
   { method: 'POST', path: '/uploads', handler: 'uploads' },
+  { method: 'POST', path: '/uploads/complete', handler: 'uploads-complete' },
+  { method: 'GET', path: '/uploads/status', handler: 'uploads-status' },
 ];
 
-/** The distinct handler names, i.e. the functions to bundle and deploy. */
+/** The distinct handler names behind HTTP routes (one function each). */
 export const HANDLERS: readonly string[] = [...new Set(ROUTES.map((route) => route.handler))];
+
+/** The function that relays staged files; invoked asynchronously by `uploads-complete`, never over HTTP. */
+export const STAGED_RELAY_HANDLER = 'staged-relay';
+
+/** Every function to bundle and deploy. */
+export const ALL_HANDLERS: readonly string[] = [...HANDLERS, STAGED_RELAY_HANDLER];

@@ -30,7 +30,12 @@ export interface RelayConfig {
   readonly s3Endpoint?: string;
   readonly upstreamTimeoutMs: number;
   readonly apiCallTimeoutMs: number;
+  readonly completeWaitMs: number;
   readonly logFileNames: boolean;
+  /** Name (or ARN) of the function that relays staged files, invoked asynchronously. */
+  readonly stagedRelayFunction?: string;
+  /** Lambda API endpoint override (the local runtime's emulator). */
+  readonly lambdaEndpoint?: string;
 }
 
 /** Confluence's REST endpoints cap a request at 2 GB (CONFCLOUD-77566). */
@@ -144,7 +149,10 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     s3Endpoint: readOptional(env, 'S3_ENDPOINT'),
     upstreamTimeoutMs: readInt(env, 'UPSTREAM_TIMEOUT_MS', 25_000, 100, 900_000),
     apiCallTimeoutMs: readInt(env, 'API_CALL_TIMEOUT_MS', 5_000, 100, 60_000),
+    completeWaitMs: readInt(env, 'COMPLETE_WAIT_MS', 25_000, 0, 27_000),
     logFileNames: readBool(env, 'LOG_FILE_NAMES', false),
+    stagedRelayFunction: readOptional(env, 'STAGED_RELAY_FUNCTION'),
+    lambdaEndpoint: readOptional(env, 'LAMBDA_ENDPOINT'),
   };
   return Object.freeze(config);
 }

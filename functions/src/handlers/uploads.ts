@@ -2,10 +2,8 @@ import { httpHandler } from '../core/handler';
 import { header, json } from '../core/http';
 import { AppError } from '../core/errors';
 import { MetricName, MetricUnit, countByDimension, metrics } from '../core/metrics';
-import { uploadAttachment, type UploadOptions } from '../confluence/client';
 import { relayDirectUpload } from '../uploads/direct-upload';
 import { bodyStream } from '../uploads/multipart';
-import { relayFile } from '../uploads/relay-file';
 import { API_GATEWAY_TIMEOUT_MS } from '../uploads/limits';
 import { buildDeps } from '../deps';
 
@@ -15,15 +13,6 @@ const deps = buildDeps();
 const LEASE_SECONDS = 120;
 /** Time kept back to write the ledger and answer before API Gateway's cut-off. */
 const ANSWER_MARGIN_MS = 1_500;
-
-async function timedUpload(options: UploadOptions) {
-  const started = Date.now();
-  try {
-    return await uploadAttachment(options);
-  } finally {
-    metrics.addMetric(MetricName.ConfluenceLatency, MetricUnit.Milliseconds, Date.now() - started);
-  }
-}
 
 /** `POST /uploads`: the multipart body streamed into Confluence, file by file. */
 export const handler = httpHandler('uploads', async (event, log, context) => {
@@ -38,33 +27,7 @@ export const handler = httpHandler('uploads', async (event, log, context) => {
         contentType: header(event, 'content-type'),
         body: () => bodyStream(event.body, event.isBase64Encoded),
       },
-      {
-        ...deps,
-        leaseSeconds: LEASE_SECONDS,
-        relay: async (tenant, ticket, file, open) => {
-          const identity = deps.identityFor(tenant, ticket.accountId);
-          log.as = identity.kind;
-          const result = await relayFile({
-            identity,
-            appTarget: deps.appTarget(tenant),
-            contentId: ticket.contentId,
-            file,
-            comment: ticket.comment,
-            minorEdit: ticket.minorEdit,
-            policy: deps.config.onNameConflict,
-            open,
-            upload: timedUpload,
-            deadlineMs,
-            uploadTimeoutMs: deps.config.upstreamTimeoutMs,
-            callTimeoutMs: deps.config.apiCallTimeoutMs,
-            onSiteLimitExceeded: (bytes) => deps.tenants.recordSiteLimit(tenant.tenantId, { refusedBytes: bytes, atSeconds: deps.nowSeconds() }),
-          });
-          // A success at or above a remembered refusal means the site's limit was raised.
-          const refused = tenant.siteLimit?.refusedBytes;
-          if (refused !== undefined && file.size >= refused) await deps.tenants.recordSiteLimit(tenant.tenantId, { acceptedBytes: file.size });
-          return result;
-        },
-      },
+      { ...deps, leaseSeconds: LEASE_SECONDS, relay: deps.fileRelay({ deadlineMs, onIdentity: (kind) => (log.as = kind) }) },
     );
     log.tenant = outcome.tenantId;
     log.bytes = outcome.bytesRelayed;

@@ -2,7 +2,7 @@ import { build } from 'esbuild';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { BUNDLE_SETTINGS, PROJECT_ROOT, handlerEntry } from '../../../infra/lib/bundling';
-import { HANDLERS } from '../routes';
+import { ALL_HANDLERS } from '../routes';
 
 export const DEFAULT_OUT_DIR = path.join(PROJECT_ROOT, 'dist', 'functions');
 
@@ -13,7 +13,7 @@ export const DEFAULT_OUT_DIR = path.join(PROJECT_ROOT, 'dist', 'functions');
 export async function buildHandlers(outDir: string = DEFAULT_OUT_DIR): Promise<Record<string, string>> {
   const bundles: Record<string, string> = {};
   await Promise.all(
-    HANDLERS.map(async (handler) => {
+    ALL_HANDLERS.map(async (handler) => {
       const outfile = path.join(outDir, handler, 'index.js');
       mkdirSync(path.dirname(outfile), { recursive: true });
       await build({

@@ -3,7 +3,9 @@ import type http from 'node:http';
 import { createApiGatewayServer, type LambdaHandler } from './api-gateway';
 import { buildHandlers } from './build';
 import { ensureTable, startDynalite } from './dynamodb-local';
-import { ROUTES } from '../routes';
+import { ROUTES, STAGED_RELAY_HANDLER } from '../routes';
+import { S3RVER_CREDENTIALS, ensureBucket, startS3rver } from './s3-local';
+import { startLambdaInvokeEmulator, type AsyncHandler } from './lambda-invoke';
 import { muteSdkNodeVersionWarning } from './quiet';
 
 export interface LocalRelay {
@@ -21,8 +23,10 @@ export interface LocalRelayOptions {
 
 /**
  * `npm run relay`: the relay as API Gateway + Lambda would run it. Builds the
- * Lambda bundles, starts dynalite unless DYNAMODB_ENDPOINT is set, creates the
- * table, loads the bundles with the contract's environment, and listens.
+ * Lambda bundles, starts dynalite and s3rver unless DYNAMODB_ENDPOINT /
+ * S3_ENDPOINT are set, creates the table and the staging bucket, emulates
+ * asynchronous Lambda invocation in-process, loads the bundles with the
+ * contract's environment, and listens.
  */
 export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<LocalRelay> {
   const env = options.env ?? process.env;
@@ -36,10 +40,16 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     cleanups.push(dynamo.close);
   }
   env.TABLE_NAME ??= 'upload-relay';
-  // The SDK needs a region and credentials; local servers accept any.
+  if (!env.S3_ENDPOINT) {
+    const s3 = await startS3rver();
+    env.S3_ENDPOINT = s3.endpoint;
+    cleanups.push(s3.close);
+  }
+  env.STAGING_BUCKET ??= 'upload-relay-staging';
+  // The SDK needs a region and credentials; dynalite accepts any, s3rver only its own.
   env.AWS_REGION ??= 'us-east-1';
-  env.AWS_ACCESS_KEY_ID ??= 'local';
-  env.AWS_SECRET_ACCESS_KEY ??= 'local';
+  env.AWS_ACCESS_KEY_ID ??= S3RVER_CREDENTIALS.accessKeyId;
+  env.AWS_SECRET_ACCESS_KEY ??= S3RVER_CREDENTIALS.secretAccessKey;
   env.POWERTOOLS_DEV ??= 'false';
   // As on Lambda: lets Powertools mark the first invocation of each function as a cold start.
   env.AWS_LAMBDA_INITIALIZATION_TYPE ??= 'on-demand';
@@ -55,6 +65,15 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
   const { port: actualPort } = server.address() as AddressInfo;
   env.PORT = String(actualPort);
   env.RELAY_BASE_URL ??= `http://localhost:${actualPort}`;
+  await ensureBucket(env.S3_ENDPOINT, env.STAGING_BUCKET, new URL(env.RELAY_BASE_URL).origin);
+
+  // Asynchronous invocations (the staged relay) go through an emulated Lambda Invoke API.
+  const lambda = await startLambdaInvokeEmulator(handlers as Record<string, AsyncHandler>, (name, error) => {
+    process.stderr.write(`${JSON.stringify({ level: 'ERROR', message: 'async invocation failed', function: name, error: String(error) })}\n`);
+  });
+  cleanups.push(lambda.close);
+  env.LAMBDA_ENDPOINT ??= lambda.endpoint;
+  env.STAGED_RELAY_FUNCTION ??= STAGED_RELAY_HANDLER;
 
   const bundles = await buildHandlers(options.outDir ?? env.LOCAL_BUNDLE_DIR);
   // The bundles read their configuration from process.env at load, as on Lambda.
@@ -69,6 +88,7 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      // Cleanups run newest first: pending staged relays finish before the stores close.
       for (const cleanup of cleanups.reverse()) await cleanup();
     },
   };

@@ -5,6 +5,8 @@ export interface DeclaredFile {
   name: string;
   size: number;
   type: string;
+  /** Staged files only: the object key the presigned POST allows. */
+  stagingKey?: string;
 }
 
 export interface TicketRecord {
@@ -32,10 +34,24 @@ export interface AttachmentResult {
   outcome?: 'created' | 'versioned' | 'renamed';
 }
 
+/** A failure recorded for a status read (staged uploads), in the contract's error terms. */
+export interface RecordedFailure {
+  status: number;
+  code: string;
+  message: string;
+  headers?: Record<string, string>;
+}
+
 export type ClaimOutcome =
   | { state: 'claimed' }
   | { state: 'done'; result: AttachmentResult }
   | { state: 'in_flight' };
+
+export type FileState =
+  | { state: 'none' }
+  | { state: 'in_flight' }
+  | { state: 'done'; result: AttachmentResult }
+  | { state: 'failed'; failure: RecordedFailure };
 
 export interface TicketStore {
   put(ticket: TicketRecord): Promise<void>;
@@ -45,6 +61,9 @@ export interface TicketStore {
   completeFile(ticket: TicketRecord, fileIndex: number, result: AttachmentResult): Promise<void>;
   /** Gives a claim back after a failure that certainly created nothing, so the file can be sent again. */
   releaseFile(ticket: TicketRecord, fileIndex: number): Promise<void>;
+  /** Records why a (staged) file failed, for status reads; the file may be claimed again. */
+  failFile(ticket: TicketRecord, fileIndex: number, failure: RecordedFailure): Promise<void>;
+  getFile(ticket: TicketRecord, fileIndex: number): Promise<FileState>;
 }
 
 function isConditionFailure(error: unknown): boolean {
@@ -108,10 +127,11 @@ export function dynamoTicketStore(client: DynamoDBDocumentClient, tableName: str
               leaseUntil: nowSeconds + leaseSeconds,
               [TTL_ATTRIBUTE]: ticket.expiresAt + LEDGER_GRACE_SECONDS,
             },
-            // A claim whose lease ran out belongs to an invocation that died; it may be taken over.
-            ConditionExpression: 'attribute_not_exists(pk) OR (#status = :inFlight AND leaseUntil < :now)',
+            // A claim whose lease ran out belongs to an invocation that died, and a
+            // recorded failure created nothing: both may be taken over.
+            ConditionExpression: 'attribute_not_exists(pk) OR (#status = :inFlight AND leaseUntil < :now) OR #status = :failed',
             ExpressionAttributeNames: { '#status': 'status' },
-            ExpressionAttributeValues: { ':inFlight': 'in_flight', ':now': nowSeconds },
+            ExpressionAttributeValues: { ':inFlight': 'in_flight', ':now': nowSeconds, ':failed': 'failed' },
           }),
         );
         return { state: 'claimed' };
@@ -135,6 +155,29 @@ export function dynamoTicketStore(client: DynamoDBDocumentClient, tableName: str
           ExpressionAttributeValues: { ':done': 'done', ':result': result },
         }),
       );
+    },
+
+    async failFile(ticket, fileIndex, failure) {
+      await client.send(
+        new UpdateCommand({
+          TableName: tableName,
+          Key: fileKey(ticket, fileIndex),
+          UpdateExpression: 'SET #status = :failed, failure = :failure REMOVE leaseUntil',
+          ConditionExpression: '#status = :inFlight',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':failed': 'failed', ':failure': failure, ':inFlight': 'in_flight' },
+        }),
+      ).catch((error: unknown) => {
+        if (!isConditionFailure(error)) throw error;
+      });
+    },
+
+    async getFile(ticket, fileIndex) {
+      const { Item } = await client.send(new GetCommand({ TableName: tableName, Key: fileKey(ticket, fileIndex), ConsistentRead: true }));
+      if (!Item) return { state: 'none' };
+      if (Item.status === 'done') return { state: 'done', result: Item.result as AttachmentResult };
+      if (Item.status === 'failed') return { state: 'failed', failure: Item.failure as RecordedFailure };
+      return { state: 'in_flight' };
     },
 
     async releaseFile(ticket, fileIndex) {

@@ -7,6 +7,7 @@ import type { TicketStore } from '../store/ticket-store';
 import type { UploadLimits } from '../uploads/limits';
 import { parseTicketRequest, type TicketRequest } from './ticket-request';
 import { createTicketToken } from './ticket-token';
+import type { StagedPost, StagingBucket } from '../staging/s3';
 
 export interface TicketHttpRequest {
   method: string;
@@ -23,13 +24,19 @@ export interface IssueTicketDeps {
   targetFor(tenant: Tenant): ConfluenceTarget;
   checkEditPermission(target: ConfluenceTarget, contentId: string, accountId: string): Promise<void>;
   nowSeconds: () => number;
+  /** The staging bucket; without it, files over DIRECT_MAX_BYTES are refused. */
+  staging?: StagingBucket;
 }
+
+export type UploadEntry =
+  | { name: string; mode: 'direct'; url: string }
+  | { name: string; mode: 'staged'; post: StagedPost; completeUrl: string };
 
 export interface IssuedTicket {
   ticket: string;
   expiresAt: string;
   tenantId: string;
-  uploads: Array<{ name: string; mode: 'direct'; url: string }>;
+  uploads: UploadEntry[];
 }
 
 /**
@@ -63,12 +70,11 @@ export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketD
   const { tenant, accountId } = await verifyContextToken(request, deps);
   const ticketRequest: TicketRequest = parseTicketRequest(request.body(), deps.limits);
 
-  const staged = ticketRequest.files.find((file) => file.size > deps.config.directMaxBytes);
-  if (staged) {
-    // Staged uploads through the S3 bucket are not available in this build.
+  const tooBigForDirect = ticketRequest.files.some((file) => file.size > deps.config.directMaxBytes);
+  if (tooBigForDirect && !deps.staging) {
+    // Without a staging bucket only what fits in one Lambda request can be relayed.
     throw new AppError(413, 'file_too_large', `Files may be at most ${deps.config.directMaxBytes} bytes.`);
   }
-
   if (ticketRequest.files.some((file) => knownTooLarge(tenant, file.size, deps.nowSeconds()))) {
     throw new AppError(413, 'exceeds_site_limit', "A file is larger than this site's attachment limit.");
   }
@@ -78,20 +84,26 @@ export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketD
   const now = deps.nowSeconds();
   const expiresAt = now + deps.config.ticketTtlSeconds;
   const { ticket, ticketHash } = createTicketToken(tenant.tenantId);
+  const files = ticketRequest.files.map((file) =>
+    file.size > deps.config.directMaxBytes && deps.staging ? { ...file, stagingKey: deps.staging.newKey(tenant.tenantId, ticketHash) } : file,
+  );
   await deps.tickets.put({
     tenantId: tenant.tenantId,
     ticketHash,
     accountId,
     contentId: ticketRequest.contentId,
-    files: ticketRequest.files,
+    files,
     comment: ticketRequest.comment,
     minorEdit: ticketRequest.minorEdit,
     expiresAt,
   });
-  return {
-    ticket,
-    expiresAt: new Date(expiresAt * 1000).toISOString(),
-    tenantId: tenant.tenantId,
-    uploads: ticketRequest.files.map((file) => ({ name: file.name, mode: 'direct', url: `${deps.config.relayBaseUrl}/uploads` })),
-  };
+  const uploads = await Promise.all(
+    files.map(async (file): Promise<UploadEntry> => {
+      if (!file.stagingKey || !deps.staging) return { name: file.name, mode: 'direct', url: `${deps.config.relayBaseUrl}/uploads` };
+      // The POST policy expires with the ticket: no upload can start after it.
+      const post = await deps.staging.presignPost(file.stagingKey, file.size, file.type, expiresAt - deps.nowSeconds());
+      return { name: file.name, mode: 'staged', post, completeUrl: `${deps.config.relayBaseUrl}/uploads/complete` };
+    }),
+  );
+  return { ticket, expiresAt: new Date(expiresAt * 1000).toISOString(), tenantId: tenant.tenantId, uploads };
 }

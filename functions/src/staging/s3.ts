@@ -1,0 +1,96 @@
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { RelayConfig } from '../core/config';
+
+/**
+ * The staging bucket: where files too big for one Lambda request wait, for
+ * the shortest possible time, between the browser and Confluence. Objects live
+ * under `staging/`, keyed by tenant, ticket and 128 random bits; file names
+ * never appear in keys.
+ */
+export const STAGING_PREFIX = 'staging/';
+
+export interface StagedPost {
+  url: string;
+  fields: Record<string, string>;
+}
+
+export interface StagedObjectInfo {
+  size: number;
+  contentType?: string;
+}
+
+export interface StagingBucket {
+  /** A fresh, unguessable key for one declared file of one ticket. */
+  newKey(tenantId: string, ticketHash: string): string;
+  /** A presigned POST that only accepts exactly this key, size and type, encrypted, until `expiresAt`. */
+  presignPost(key: string, size: number, type: string, expiresInSeconds: number): Promise<StagedPost>;
+  head(key: string): Promise<StagedObjectInfo | undefined>;
+  open(key: string): Promise<Readable>;
+  delete(key: string): Promise<void>;
+}
+
+let cachedClient: S3Client | undefined;
+
+function s3Client(config: Pick<RelayConfig, 's3Endpoint'>): S3Client {
+  cachedClient ??= new S3Client({
+    ...(config.s3Endpoint ? { endpoint: config.s3Endpoint, forcePathStyle: true } : {}),
+    // Default checksums would sign an empty-body CRC into presigned requests and
+    // send streams aws-chunked; neither is wanted here (aws.md §4, §7).
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  return cachedClient;
+}
+
+function isNotFound(error: unknown): boolean {
+  const name = (error as { name?: string } | null)?.name;
+  const status = (error as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  return name === 'NotFound' || name === 'NoSuchKey' || status === 404;
+}
+
+export function s3StagingBucket(config: Pick<RelayConfig, 's3Endpoint'>, bucket: string): StagingBucket {
+  const client = s3Client(config);
+  return {
+    newKey(tenantId, ticketHash) {
+      const tenant = createHash('sha256').update(tenantId).digest('hex').slice(0, 16);
+      return `${STAGING_PREFIX}${tenant}/${ticketHash.slice(0, 32)}/${randomBytes(16).toString('hex')}`;
+    },
+
+    async presignPost(key, size, type, expiresInSeconds) {
+      const { url, fields } = await createPresignedPost(client, {
+        Bucket: bucket,
+        Key: key,
+        Conditions: [
+          ['content-length-range', size, size],
+          ['eq', '$Content-Type', type],
+          { 'x-amz-server-side-encryption': 'AES256' },
+        ],
+        Fields: { 'Content-Type': type, 'x-amz-server-side-encryption': 'AES256' },
+        Expires: Math.max(1, expiresInSeconds),
+      });
+      return { url, fields };
+    },
+
+    async head(key) {
+      try {
+        const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        return { size: head.ContentLength ?? -1, contentType: head.ContentType };
+      } catch (error) {
+        if (isNotFound(error)) return undefined;
+        throw error;
+      }
+    },
+
+    async open(key) {
+      const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      return object.Body as Readable;
+    },
+
+    async delete(key) {
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    },
+  };
+}
