@@ -14,8 +14,13 @@ export const BUNDLE_SETTINGS = {
   sourceMap: true,
   /** The SDK is bundled (pinned, and faster to load than the runtime's copy). */
   externalModules: [] as string[],
-  /** Keep class names: errors are recognised by name (e.g. ConditionalCheckFailedException). */
-  keepNames: true,
+  /**
+   * Errors are recognised by their `name` property, which the SDK and our own
+   * error classes set explicitly, so minified class names are fine.
+   */
+  keepNames: false,
+  /** Prefer the ES module builds (the AWS SDK ships both) so esbuild can drop unused code. */
+  mainFields: ['module', 'main'],
 };
 
 export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');

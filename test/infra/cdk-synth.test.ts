@@ -29,7 +29,7 @@ function cdkSynth(outdir: string, ...extraArgs: string[]) {
     cwd: PROJECT_ROOT,
     env: offlineEnv(),
     encoding: 'utf8',
-    timeout: 120_000,
+    timeout: 180_000,
   });
 }
 
@@ -51,12 +51,12 @@ describe('cdk synth (CLI, offline, no credentials)', () => {
       const violations = (report.pluginReports ?? []).flatMap((r: { violations?: unknown[] }) => r.violations ?? []);
       expect(violations).toEqual([]);
     }
-  }, 120_000);
+  }, 180_000);
 
   test('invalid context fails synthesis with a message naming the key', () => {
     const result = cdkSynth(outdir, '-c', 'uploadAs=admin', '-c', 'directMaxBytes=5000000');
     expect(result.status).not.toBe(0);
     expect(result.stderr).toMatch(/uploadAs must be one of user, app, got "admin"/);
     expect(result.stderr).toMatch(/directMaxBytes must be a whole number from 1 to 4718592/);
-  }, 120_000);
+  }, 180_000);
 });

@@ -27,6 +27,7 @@ export async function buildHandlers(outDir: string = DEFAULT_OUT_DIR): Promise<R
         sourcemap: BUNDLE_SETTINGS.sourceMap,
         keepNames: BUNDLE_SETTINGS.keepNames,
         external: BUNDLE_SETTINGS.externalModules,
+        mainFields: BUNDLE_SETTINGS.mainFields,
         logLevel: 'warning',
       });
       bundles[handler] = outfile;

@@ -133,29 +133,35 @@ export interface StagedRelayDeps {
  * failure, and delete the object whatever happened.
  */
 export async function runStagedRelay(job: StagedRelayJob, deps: StagedRelayDeps): Promise<{ result?: AttachmentResult; failure?: RecordedFailure; bytes: number }> {
-  const ticket = await deps.tickets.get(job.tenantId, job.ticketHash);
+  const [ticket, tenant] = await Promise.all([deps.tickets.get(job.tenantId, job.ticketHash), deps.tenants.get(job.tenantId)]);
   const file = ticket?.files[job.fileIndex];
   if (!ticket || !file?.stagingKey) return { bytes: 0 };
   const key = file.stagingKey;
+  let deleted = false;
+  // The object goes as soon as Confluence has it (or has refused it), alongside the ledger write.
+  const deleteObject = async () => {
+    deleted = true;
+    await deps.staging.delete(key);
+  };
   try {
-    const tenant = await deps.tenants.get(job.tenantId);
     if (!tenant) {
       const failure = { status: 401, code: 'unauthorized', message: 'The app was uninstalled.' };
-      await deps.tickets.failFile(ticket, job.fileIndex, failure);
+      await Promise.all([deps.tickets.failFile(ticket, job.fileIndex, failure), deleteObject()]);
       return { failure, bytes: 0 };
     }
+    let result: AttachmentResult;
     try {
-      const result = await deps.relay(tenant, ticket, file, async (consume) => consume(await deps.staging.open(key)));
-      await deps.tickets.completeFile(ticket, job.fileIndex, result);
-      return { result, bytes: file.size };
+      result = await deps.relay(tenant, ticket, file, async (consume) => consume(await deps.staging.open(key)));
     } catch (error) {
       // relayFile already looked the attachment up after any ambiguous failure,
-      // so what is left is a failure to report (the object goes in any case).
+      // so what is left is a failure to report.
       const failure = recordableFailure(error);
-      await deps.tickets.failFile(ticket, job.fileIndex, failure);
+      await Promise.all([deps.tickets.failFile(ticket, job.fileIndex, failure), deleteObject()]);
       return { failure, bytes: 0 };
     }
+    await Promise.all([deps.tickets.completeFile(ticket, job.fileIndex, result), deleteObject()]);
+    return { result, bytes: file.size };
   } finally {
-    await deps.staging.delete(key);
+    if (!deleted) await deps.staging.delete(key);
   }
 }
