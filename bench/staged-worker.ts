@@ -93,7 +93,8 @@ async function plainRelay(s3: S3Client, key: string, size: number): Promise<void
 
 async function main(): Promise<void> {
   const standIn = spawn(process.execPath, [path.join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs'), path.join(__dirname, 'stand-in-child.ts')], {
-    env: { ...process.env, PAGES: '1001' },
+    // The stand-in reads uploads at the simulated link speed (0 = as fast as loopback allows).
+    env: { ...process.env, PAGES: '1001', BYTES_PER_SECOND: String((Number(process.env.BENCH_LINK_MBIT ?? 100) * 1e6) / 8) },
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const lines = readline.createInterface({ input: standIn.stdout! });

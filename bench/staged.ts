@@ -9,6 +9,11 @@
  *   (b) the baseline: the same S3 download piped straight into a plain
  *       multipart POST to the stand-in, with no relay logic.
  * It prints each path's peak RSS growth and throughput, and (a)/(b).
+ *
+ * The stand-in reads request bodies at a simulated 100 Mbit/s, as in
+ * bench:direct (a WAN between AWS and Confluence); BENCH_LINK_MBIT changes
+ * that, and BENCH_LINK_MBIT=0 measures over bare loopback, where the relay's
+ * fixed per-file work (ledger, look-up, delete: ~30 ms) weighs most.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -24,6 +29,7 @@ muteSdkNodeVersionWarning();
 const SIZES_MIB = (process.env.BENCH_SIZES_MIB ?? '16,64,256').split(',').map(Number);
 /** Counted runs per size; one more warms up. */
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const LINK_MBIT = Number(process.env.BENCH_LINK_MBIT ?? 100);
 const BUCKET = 'bench-staging';
 const TSX = path.join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs');
 
@@ -61,9 +67,11 @@ async function main(): Promise<void> {
     readline.createInterface({ input: worker.stdout! }).on('line', (line) => {
       if (line.startsWith('{"sample"')) samples.push((JSON.parse(line) as { sample: Sample }).sample);
     });
+    const verbose = process.env.BENCH_VERBOSE === '1';
     const code = await new Promise<number | null>((resolve) => worker.once('exit', resolve));
     if (code !== 0) throw new Error(`worker exited with ${code}`);
 
+    if (verbose) for (const sample of samples) process.stdout.write(`${JSON.stringify(sample)}\n`);
     const rows = SIZES_MIB.map((sizeMiB) => {
       const of = (p: Sample['path']) => samples.filter((s) => s.sizeMiB === sizeMiB && s.path === p);
       const relayMs = median(of('relay').map((s) => s.ms));
@@ -79,7 +87,9 @@ async function main(): Promise<void> {
         'relay peak RSS growth': `${Math.max(...of('relay').map((s) => s.rssGrowthMiB)).toFixed(1)} MiB`,
       };
     });
-    process.stdout.write(`\nStaged relay: S3 (s3rver) -> Confluence stand-in, ${RUNS} runs per size after a warm-up, alternating (medians; RSS: max)\n`);
+    process.stdout.write(
+      `\nStaged relay: S3 (s3rver) -> Confluence stand-in (${LINK_MBIT ? `${LINK_MBIT} Mbit/s link` : 'bare loopback'}), ${RUNS} runs per size after a warm-up, alternating (medians; RSS: max)\n`,
+    );
     process.stdout.write(`${table(rows)}\n`);
   } finally {
     await s3.close();
