@@ -1,7 +1,9 @@
 import { App, CfnResource, Token } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { buildHandlers } from '../../functions/src/local/build';
 import cdkJson from '../../cdk.json';
 import { ALL_HANDLERS, ROUTES, STAGED_RELAY_HANDLER } from '../../functions/src/routes';
 import { readRelayConfig } from '../../infra/lib/config';
@@ -218,6 +220,22 @@ describe('functions', () => {
       if (code.length > 2 * 1024 * 1024) oversized[handler] = code.length;
     }
     expect(oversized).toEqual({});
+  });
+});
+
+describe('one code path', () => {
+  test('npm run relay and the tests run byte-for-byte the bundles synthesis produces', async () => {
+    const localDir = mkdtempSync(path.join(os.tmpdir(), 'local-bundles-'));
+    try {
+      const local = await buildHandlers(localDir);
+      for (const handler of ALL_HANDLERS) {
+        const assetHash = String(fnResource(handler).Properties.Code.S3Key).replace(/\.zip$/, '');
+        const synthesized = readFileSync(path.join(app.outdir, `asset.${assetHash}`, 'index.js'));
+        expect({ handler, same: readFileSync(local[handler]).equals(synthesized) }).toEqual({ handler, same: true });
+      }
+    } finally {
+      rmSync(localDir, { recursive: true, force: true });
+    }
   });
 });
 
