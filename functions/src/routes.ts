@@ -28,5 +28,8 @@ export const HANDLERS: readonly string[] = [...new Set(ROUTES.map((route) => rou
 /** The function that relays staged files; invoked asynchronously by `uploads-complete`, never over HTTP. */
 export const STAGED_RELAY_HANDLER = 'staged-relay';
 
+/** Deletes staged objects no ticket can complete any more; runs on a schedule. */
+export const STAGING_SWEEPER_HANDLER = 'staging-sweeper';
+
 /** Every function to bundle and deploy. */
-export const ALL_HANDLERS: readonly string[] = [...HANDLERS, STAGED_RELAY_HANDLER];
+export const ALL_HANDLERS: readonly string[] = [...HANDLERS, STAGED_RELAY_HANDLER, STAGING_SWEEPER_HANDLER];

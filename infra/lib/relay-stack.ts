@@ -1,6 +1,8 @@
 import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
-import { ALL_HANDLERS, ROUTES, STAGED_RELAY_HANDLER } from '../../functions/src/routes';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import { ALL_HANDLERS, ROUTES, STAGED_RELAY_HANDLER, STAGING_SWEEPER_HANDLER } from '../../functions/src/routes';
 import { TTL_ATTRIBUTE } from '../../functions/src/store/dynamo';
 import type { RelayDeploymentConfig } from './config';
 import { Monitoring } from './constructs/monitoring';
@@ -28,6 +30,8 @@ interface FunctionWiring {
   readonly asyncInvoke?: { readonly retryAttempts: number; readonly maxEventAge: Duration };
   /** Environment beyond the shared configuration. */
   readonly environment?: Record<string, string>;
+  /** Run on this schedule (EventBridge) instead of on demand. */
+  readonly every?: Duration;
 }
 
 /**
@@ -68,6 +72,9 @@ const FUNCTION_WIRING: Record<string, FunctionWiring> = {
     // deadline still caps it); the 25 s default is sized for API Gateway.
     environment: { UPSTREAM_TIMEOUT_MS: String(Duration.minutes(14).plus(Duration.seconds(30)).toMilliseconds()) },
   },
+  // Deletes staged objects no ticket can complete any more and reports those
+  // older than an hour (the "left behind" alarm); lists and deletes under the prefix only.
+  [STAGING_SWEEPER_HANDLER]: { stagingBucket: 'sweep', timeout: Duration.minutes(5), every: Duration.minutes(15) },
 };
 
 /**
@@ -158,6 +165,12 @@ export class RelayStack extends Stack {
       if (wiring.table) fn.bindTable(table, wiring.table);
       if (wiring.stagingBucket) fn.bindBucket(staging.bucket, wiring.stagingBucket, STAGED_OBJECT_PREFIX);
       if (wiring.asyncInvoke) fn.function.configureAsyncInvoke(wiring.asyncInvoke);
+      if (wiring.every) {
+        new events.Rule(this, `${pascalCase(handler)}Schedule`, {
+          schedule: events.Schedule.rate(wiring.every),
+          targets: [new targets.LambdaFunction(fn.function, { retryAttempts: 0 })],
+        });
+      }
       this.functions[handler] = fn;
     }
     for (const [handler, wiring] of Object.entries(FUNCTION_WIRING)) {

@@ -5,7 +5,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { buildHandlers } from '../../functions/src/local/build';
 import cdkJson from '../../cdk.json';
-import { ALL_HANDLERS, ROUTES, STAGED_RELAY_HANDLER } from '../../functions/src/routes';
+import { ALL_HANDLERS, ROUTES, STAGED_RELAY_HANDLER, STAGING_SWEEPER_HANDLER } from '../../functions/src/routes';
+import { MetricName } from '../../functions/src/core/metrics';
+import { RELAY_METRICS } from '../../infra/lib/constructs/monitoring';
 import { readRelayConfig } from '../../infra/lib/config';
 import { ACCESS_LOG_FIELDS } from '../../infra/lib/constructs/relay-api';
 import { RelayStack, STAGED_OBJECT_PREFIX } from '../../infra/lib/relay-stack';
@@ -36,7 +38,7 @@ const policyStatementsOf = (handler: string): any[] => {
 };
 const actionsOf = (statement: any): string[] => [statement.Action].flat();
 /** API functions stop before API Gateway's 30 s; the staged relay runs asynchronously, up to Lambda's 15 minutes. */
-const timeoutOf = (handler: string) => (handler === STAGED_RELAY_HANDLER ? 900 : 29);
+const timeoutOf = (handler: string) => ({ [STAGED_RELAY_HANDLER]: 900, [STAGING_SWEEPER_HANDLER]: 300 })[handler] ?? 29;
 const byType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
 
 beforeAll(() => {
@@ -223,6 +225,39 @@ describe('functions', () => {
   });
 });
 
+describe('staging sweeper', () => {
+  test('runs every 15 minutes and may only list and delete under the staging prefix', () => {
+    const fnRef = logicalId(stack.functions[STAGING_SWEEPER_HANDLER].function);
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      Targets: Match.arrayWith([Match.objectLike({ Arn: { 'Fn::GetAtt': [fnRef, 'Arn'] } })]),
+    });
+    const role = stack.functions[STAGING_SWEEPER_HANDLER].function.role!;
+    const policies = byType('AWS::IAM::Policy').filter(([, p]) => JSON.stringify(p.Properties.Roles).includes(logicalId(role)));
+    const statements = policies.flatMap(([, p]) => p.Properties.PolicyDocument.Statement);
+    expect(statements).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ Action: 's3:ListBucket', Condition: { StringLike: { 's3:prefix': [`${STAGED_OBJECT_PREFIX}*`] } } }),
+        expect.objectContaining({ Action: 's3:DeleteObject' }),
+      ]),
+    );
+    expect(JSON.stringify(statements)).not.toMatch(/s3:GetObject|s3:PutObject|dynamodb:/);
+  });
+
+  test('alarms on staged objects older than an hour', () => {
+    const alarm = byType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties).find((a) => String(a.AlarmName).endsWith('staged-objects-left-behind'));
+    expect(alarm).toMatchObject({
+      MetricName: 'StagedObjectsLeftBehind',
+      Statistic: 'Maximum',
+      Threshold: 0,
+    });
+  });
+
+  test('the alarms read metrics the functions emit', () => {
+    expect(Object.values(MetricName)).toEqual(expect.arrayContaining(Object.values(RELAY_METRICS)));
+  });
+});
+
 describe('one code path', () => {
   test('npm run relay and the tests run byte-for-byte the bundles synthesis produces', async () => {
     const localDir = mkdtempSync(path.join(os.tmpdir(), 'local-bundles-'));
@@ -398,7 +433,7 @@ describe('monitoring', () => {
   });
 
   test('every alarm explains itself and notifies the topic on ALARM and OK', () => {
-    expect(alarms()).toHaveLength(ALL_HANDLERS.length * 3 + 3);
+    expect(alarms()).toHaveLength(ALL_HANDLERS.length * 3 + 4);
     for (const alarm of alarms()) {
       expect(alarm.AlarmDescription.length).toBeGreaterThan(80);
       expect(alarm.AlarmActions).toEqual([{ Ref: topicId() }]);

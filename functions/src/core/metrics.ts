@@ -37,6 +37,8 @@ export const MetricName = {
   ConfluenceLatency: 'ConfluenceLatency',
   TicketsIssued: 'TicketsIssued',
   AuthFailures: 'AuthFailures',
+  StagedObjectsLeftBehind: 'StagedObjectsLeftBehind',
+  StagedObjectsSwept: 'StagedObjectsSwept',
 } as const;
 
 export { MetricUnit };

@@ -1,4 +1,4 @@
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -30,6 +30,8 @@ export interface StagingBucket {
   head(key: string): Promise<StagedObjectInfo | undefined>;
   open(key: string): Promise<Readable>;
   delete(key: string): Promise<void>;
+  /** Every staged object with its age, a page at a time. */
+  list(): AsyncGenerator<{ key: string; lastModifiedMs: number }>;
 }
 
 let cachedClient: S3Client | undefined;
@@ -91,6 +93,17 @@ export function s3StagingBucket(config: Pick<RelayConfig, 's3Endpoint'>, bucket:
 
     async delete(key) {
       await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+    },
+
+    async *list() {
+      let token: string | undefined;
+      do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: STAGING_PREFIX, ContinuationToken: token }));
+        for (const object of page.Contents ?? []) {
+          if (object.Key) yield { key: object.Key, lastModifiedMs: object.LastModified?.getTime() ?? 0 };
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
     },
   };
 }

@@ -24,6 +24,7 @@ export const RELAY_METRICS = Object.freeze({
   confluenceLatency: 'ConfluenceLatency',
   ticketsIssued: 'TicketsIssued',
   authFailures: 'AuthFailures',
+  stagedObjectsLeftBehind: 'StagedObjectsLeftBehind',
 });
 
 export interface MonitoringProps {
@@ -184,6 +185,14 @@ export class Monitoring extends Construct {
         label: 'Upload failure %',
       }),
       threshold: uploadThreshold,
+    });
+
+    this.addAlarm('StagedObjectsLeftBehind', {
+      alarmName: 'staged-objects-left-behind',
+      alarmDescription:
+        'The staging sweeper (runs every 15 minutes) found customer files in the staging bucket older than one hour. Staged files should live only until Confluence has them; the sweeper deletes what no ticket can complete any more, so a lasting alarm means deletion fails: check the staged-relay and staging-sweeper functions\' logs and errors, and the bucket for objects under staging/.',
+      metric: relayMetric(RELAY_METRICS.stagedObjectsLeftBehind, 'Maximum', fifteenMinutes),
+      threshold: 0,
     });
 
     // --- Dashboard ----------------------------------------------------------

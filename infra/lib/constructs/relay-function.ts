@@ -18,7 +18,7 @@ export type TableAccess = 'read' | 'readWrite';
  * `consume` GetObject + DeleteObject (relay a staged object, then remove it);
  * `readWrite` all three.
  */
-export type BucketAccess = 'read' | 'write' | 'consume' | 'readWrite';
+export type BucketAccess = 'read' | 'write' | 'consume' | 'readWrite' | 'sweep';
 
 /**
  * Exactly the DynamoDB calls the relay's stores make (functions/src/store/*):
@@ -43,6 +43,8 @@ const BUCKET_ACTIONS: Record<BucketAccess, readonly string[]> = {
   write: ['s3:PutObject'],
   consume: ['s3:GetObject', 's3:DeleteObject'],
   readWrite: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+  // Lists the prefix (a bucket-level grant, conditioned on the prefix below) and deletes leftovers.
+  sweep: ['s3:DeleteObject'],
 };
 
 /** API Gateway cuts an integration at 30 s; the function stops first so it can still answer. */
@@ -232,6 +234,15 @@ export class RelayFunction extends Construct {
         resources: [bucket.arnForObjects(`${prefix}*`)],
       }),
     );
+    if (access === 'sweep') {
+      this.function.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['s3:ListBucket'],
+          resources: [bucket.bucketArn],
+          conditions: { StringLike: { 's3:prefix': [`${prefix}*`] } },
+        }),
+      );
+    }
     const cfnBucket = bucket.node.defaultChild;
     if (cfnBucket instanceof CfnResource) {
       const logicalId = Stack.of(bucket).resolve(cfnBucket.logicalId) as string;
