@@ -50,6 +50,7 @@ import type {
   AuthKind,
   ConfluenceStandIn,
   FailRule,
+  MountHandler,
   RecordedRequest,
   Site,
   StandInOptions,
@@ -242,6 +243,7 @@ class StandInServer implements ConfluenceStandIn {
   private readonly maxAttachmentBytes: number;
   private readonly sites = new Map<string, SiteState>();
   private readonly failRules: Array<FailRule & { remaining: number }> = [];
+  private readonly mounts: Array<{ prefix: string; handler: MountHandler }> = [];
   private readonly timers = new Set<NodeJS.Timeout>();
   private attachmentCounter = 1_000_000;
   private readonly server: Server;
@@ -281,6 +283,11 @@ class StandInServer implements ConfluenceStandIn {
       this.sites.set(name, s);
     }
     return s;
+  }
+
+  mount(prefix: string, handler: MountHandler): void {
+    if (!prefix.startsWith('/')) throw new Error('mount: the prefix must start with /');
+    this.mounts.push({ prefix, handler });
   }
 
   failNext(rule: FailRule): void {
@@ -325,6 +332,12 @@ class StandInServer implements ConfluenceStandIn {
     const rawUrl = req.url ?? '/';
     const q = rawUrl.indexOf('?');
     const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+    // Mounted extensions (the sandbox's pages) are served as they are, not recorded.
+    const mount = this.mounts.find((m) => path === m.prefix || path.startsWith(m.prefix.endsWith('/') ? m.prefix : `${m.prefix}/`));
+    if (mount) {
+      mount.handler(req, res);
+      return;
+    }
     const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
     const siteName = SITE_PATH.exec(path)?.[1];
     const recordedQuery = Object.fromEntries(query);

@@ -177,6 +177,8 @@ export interface Site {
   expireBearerTokens(): void;
 }
 
+export type MountHandler = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void;
+
 export interface ConfluenceStandIn {
   /** http://127.0.0.1:PORT */
   origin: string;
@@ -201,5 +203,11 @@ export interface ConfluenceStandIn {
   requests: RecordedRequest[];
   /** Fault injection: the next matching request(s) get this answer instead. */
   failNext(rule: FailRule): void;
+  /**
+   * Serves every request whose path is `prefix` or below it with `handler`
+   * (raw Node request/response), before any Confluence route; such requests
+   * are not recorded. For pages built on top of the stand-in (the sandbox).
+   */
+  mount(prefix: string, handler: MountHandler): void;
   close(): Promise<void>;
 }
