@@ -15,6 +15,8 @@ import { uploadAttachment, type UploadOptions } from './confluence/client';
 import type { AttachmentResult, DeclaredFile, TicketRecord } from './store/ticket-store';
 import { s3StagingBucket } from './staging/s3';
 import { MetricName, MetricUnit, metrics } from './core/metrics';
+import { tokenSealerFor } from './forge/token-sealer';
+import { forgeKeyResolver } from './forge/jwks';
 
 /**
  * The wiring every handler shares, built once per container at cold start.
@@ -65,6 +67,33 @@ export function buildDeps(config: RelayConfig = getConfig()) {
   }
 
   const tenants = dynamoTenantStore(client, config.tableName);
+  const sealer = tokenSealerFor(config);
+
+  /** Confluence through Forge's API gateway with a bearer token (host re-checked: SSRF). */
+  function forgeTarget(apiBaseUrl: string, token: string): ConfluenceTarget {
+    if (!isAllowedUrl(apiBaseUrl, config.allowedForgeApiHosts, config.allowHttpTenants)) {
+      throw new AppError(403, 'tenant_not_allowed', 'This relay does not serve that site.');
+    }
+    return { baseUrl: `${apiBaseUrl}/wiki`, authorize: () => `Bearer ${token}` };
+  }
+
+  /**
+   * Whose identity a ticket's uploads use: a Forge ticket's own token (the
+   * user's, or the app's), else the Connect identity of its tenant. Also the
+   * "app view" of the site for page-existence checks.
+   */
+  async function accessFor(
+    tenant: Tenant | undefined,
+    ticket: TicketRecord,
+  ): Promise<{ identity: UploadIdentity & { kind: 'user' | 'app' }; app: ConfluenceTarget }> {
+    if (ticket.forge) {
+      if (!sealer) throw new AppError(500, 'internal_error', 'No key to open Forge tokens.', { expose: false });
+      const target = forgeTarget(ticket.forge.apiBaseUrl, await sealer.open(ticket.forge.sealedToken, ticket.ticketHash));
+      return { identity: { kind: ticket.forge.tokenKind === 'user' ? 'user' : 'app', target: async () => target }, app: target };
+    }
+    if (!tenant) throw new AppError(401, 'unauthorized', 'Missing or invalid credentials.', { reason: 'tenant_gone' });
+    return { identity: identityFor(tenant, ticket.accountId), app: appTarget(tenant) };
+  }
 
   async function timedUpload(options: UploadOptions): Promise<AttachmentResult> {
     const started = Date.now();
@@ -81,12 +110,12 @@ export function buildDeps(config: RelayConfig = getConfig()) {
    * `deadlineMs`, and what Confluence taught us about the site's size limit.
    */
   function fileRelay(options: { deadlineMs: number; onIdentity?(kind: 'user' | 'app'): void }) {
-    return async (tenant: Tenant, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult> => {
-      const identity = identityFor(tenant, ticket.accountId);
+    return async (tenant: Tenant | undefined, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult> => {
+      const { identity, app } = await accessFor(tenant, ticket);
       options.onIdentity?.(identity.kind);
       const result = await relayFile({
         identity,
-        appTarget: appTarget(tenant),
+        appTarget: app,
         contentId: ticket.contentId,
         file,
         comment: ticket.comment,
@@ -97,11 +126,13 @@ export function buildDeps(config: RelayConfig = getConfig()) {
         deadlineMs: options.deadlineMs,
         uploadTimeoutMs: config.upstreamTimeoutMs,
         callTimeoutMs: config.apiCallTimeoutMs,
-        onSiteLimitExceeded: (bytes) => tenants.recordSiteLimit(tenant.tenantId, { refusedBytes: bytes, atSeconds: nowSeconds() }),
+        onSiteLimitExceeded: tenant
+          ? (bytes) => tenants.recordSiteLimit(tenant.tenantId, { refusedBytes: bytes, atSeconds: nowSeconds() })
+          : undefined,
       });
       // A success at or above a remembered refusal means the site's limit was raised.
-      const refused = tenant.siteLimit?.refusedBytes;
-      if (refused !== undefined && file.size >= refused) await tenants.recordSiteLimit(tenant.tenantId, { acceptedBytes: file.size });
+      const refused = tenant?.siteLimit?.refusedBytes;
+      if (tenant && refused !== undefined && file.size >= refused) await tenants.recordSiteLimit(tenant.tenantId, { acceptedBytes: file.size });
       return result;
     };
   }
@@ -117,6 +148,9 @@ export function buildDeps(config: RelayConfig = getConfig()) {
     nowSeconds,
     appTarget,
     identityFor,
+    forgeTarget,
+    sealer,
+    resolveForgeKey: forgeKeyResolver(config.forgeJwksUrl),
   };
 }
 

@@ -12,6 +12,7 @@ const tenants: TenantStore = {
   put: async () => undefined,
   deleteWithEverything: async () => 0,
   recordSiteLimit: async () => undefined,
+  findByInstallation: async () => undefined,
 };
 const keys = rsaKeyPair();
 const claims = { iss: 'client-a', sub: 'user-1', iat: NOW - 10, exp: NOW + 600, qsh: 'context-qsh' };

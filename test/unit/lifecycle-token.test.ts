@@ -18,7 +18,7 @@ function verify(authorization: string | undefined, requestBody: Record<string, u
         if (kid !== 'kid-1') throw Object.assign(new Error('unknown kid'), { status: 401 });
         return installKey.publicKeyPem;
       },
-      tenants: { get: async () => undefined, put: async () => undefined, deleteWithEverything: async () => 0, recordSiteLimit: async () => undefined },
+      tenants: { get: async () => undefined, put: async () => undefined, deleteWithEverything: async () => 0, recordSiteLimit: async () => undefined, findByInstallation: async () => undefined },
       nowSeconds: () => NOW,
     },
   );

@@ -36,6 +36,10 @@ export interface RelayConfig {
   readonly stagedRelayFunction?: string;
   /** Lambda API endpoint override (the local runtime's emulator). */
   readonly lambdaEndpoint?: string;
+  /** KMS key that encrypts Forge OAuth tokens held by tickets (AWS). */
+  readonly tokenKmsKeyId?: string;
+  /** Or a 32-byte AES key, base64 (the local runtime generates one per run). */
+  readonly tokenEncryptionKey?: string;
 }
 
 /** Confluence's REST endpoints cap a request at 2 GB (CONFCLOUD-77566). */
@@ -153,7 +157,12 @@ export function loadConfig(env: Env = process.env): RelayConfig {
     logFileNames: readBool(env, 'LOG_FILE_NAMES', false),
     stagedRelayFunction: readOptional(env, 'STAGED_RELAY_FUNCTION'),
     lambdaEndpoint: readOptional(env, 'LAMBDA_ENDPOINT'),
+    tokenKmsKeyId: readOptional(env, 'TOKEN_KMS_KEY_ID'),
+    tokenEncryptionKey: readOptional(env, 'TOKEN_ENCRYPTION_KEY'),
   };
+  if (config.forgeAppIds.length > 0 && !config.tokenKmsKeyId && !config.tokenEncryptionKey) {
+    throw new ConfigError('FORGE_APP_IDS', 'needs TOKEN_KMS_KEY_ID or TOKEN_ENCRYPTION_KEY to encrypt the Forge tokens tickets hold');
+  }
   return Object.freeze(config);
 }
 

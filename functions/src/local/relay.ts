@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { createApiGatewayServer, type LambdaHandler } from './api-gateway';
 import { buildHandlers } from './build';
 import { ensureTable, startDynalite } from './dynamodb-local';
@@ -46,6 +47,8 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     cleanups.push(s3.close);
   }
   env.STAGING_BUCKET ??= 'upload-relay-staging';
+  // Forge tokens held by tickets are sealed with a key generated for this run (KMS in AWS).
+  if (!env.TOKEN_KMS_KEY_ID) env.TOKEN_ENCRYPTION_KEY ??= randomBytes(32).toString('base64');
   // The SDK needs a region and credentials; dynalite accepts any, s3rver only its own.
   env.AWS_REGION ??= 'us-east-1';
   env.AWS_ACCESS_KEY_ID ??= S3RVER_CREDENTIALS.accessKeyId;

@@ -1,4 +1,4 @@
-import { BatchWriteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchWriteCommand, DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { tenantKey } from './dynamo';
 
 /** What the relay keeps of an install: the only data it holds for longer than a ticket. */
@@ -22,6 +22,11 @@ export interface Tenant {
 }
 
 const TENANT_SORT_KEY = '#TENANT';
+const ALIAS_SORT_KEY = '#ALIAS';
+
+function installationKey(installationId: string): string {
+  return `INSTALLATION#${installationId}`;
+}
 
 /** How long a refusal for size is trusted: an admin may raise the limit. */
 export const SITE_LIMIT_MEMORY_SECONDS = 86_400;
@@ -41,8 +46,13 @@ export interface TenantStore {
   put(tenant: Tenant): Promise<void>;
   /** Remembers a size the site refused (keeps the smallest) or accepted (keeps the largest). */
   recordSiteLimit(tenantId: string, observation: { refusedBytes: number; atSeconds: number } | { acceptedBytes: number }): Promise<void>;
-  /** Deletes the tenant and every item held for it (tickets, ledger entries). */
+  /** Deletes the tenant and every item held for it (tickets, ledger entries, its Forge alias). */
   deleteWithEverything(tenantId: string): Promise<number>;
+  /**
+   * The Connect tenant a Forge installation belongs to (Connect-on-Forge: the
+   * install payload carried `installationId`), if any.
+   */
+  findByInstallation(installationId: string): Promise<string | undefined>;
 }
 
 export function dynamoTenantStore(client: DynamoDBDocumentClient, tableName: string): TenantStore {
@@ -60,6 +70,20 @@ export function dynamoTenantStore(client: DynamoDBDocumentClient, tableName: str
       await client.send(
         new PutCommand({ TableName: tableName, Item: { pk: tenantKey(tenant.tenantId), sk: TENANT_SORT_KEY, ...tenant } }),
       );
+      // A Connect-on-Forge install names its Forge installation: remember which
+      // tenant that is, so Forge Remote calls land on the same tenant.
+      if (tenant.installationId) {
+        await client.send(
+          new PutCommand({ TableName: tableName, Item: { pk: installationKey(tenant.installationId), sk: ALIAS_SORT_KEY, tenantId: tenant.tenantId } }),
+        );
+      }
+    },
+
+    async findByInstallation(installationId) {
+      const { Item } = await client.send(
+        new GetCommand({ TableName: tableName, Key: { pk: installationKey(installationId), sk: ALIAS_SORT_KEY }, ConsistentRead: true }),
+      );
+      return typeof Item?.tenantId === 'string' ? Item.tenantId : undefined;
     },
 
     async recordSiteLimit(tenantId, observation) {
@@ -96,6 +120,11 @@ export function dynamoTenantStore(client: DynamoDBDocumentClient, tableName: str
 
     async deleteWithEverything(tenantId) {
       let deleted = 0;
+      const existing = await this.get(tenantId);
+      if (existing?.installationId) {
+        await client.send(new DeleteCommand({ TableName: tableName, Key: { pk: installationKey(existing.installationId), sk: ALIAS_SORT_KEY } }));
+        deleted += 1;
+      }
       let startKey: Record<string, unknown> | undefined;
       do {
         const page = await client.send(

@@ -19,6 +19,19 @@ export interface TicketRecord {
   minorEdit: boolean;
   /** Epoch seconds. */
   expiresAt: number;
+  /** Forge tickets: where Confluence is and the OAuth token to call it with, encrypted. */
+  forge?: ForgeGrant;
+}
+
+/** What a Forge ticket holds to reach Confluence, for its lifetime only. */
+export interface ForgeGrant {
+  /** `https://api.atlassian.com/ex/confluence/<cloudId>` (Confluence's REST API is under `/wiki`). */
+  apiBaseUrl: string;
+  installationId: string;
+  /** `user` (x-forge-oauth-user: Confluence applies the user's rights) or `system` (the app). */
+  tokenKind: 'user' | 'system';
+  /** The token, sealed with the deployment's key and bound to this ticket. */
+  sealedToken: string;
 }
 
 /** The shape returned to the browser for an uploaded file (the contract's `attachments[]`). */

@@ -8,11 +8,17 @@ import type { UploadLimits } from '../uploads/limits';
 import { parseTicketRequest, type TicketRequest } from './ticket-request';
 import { createTicketToken } from './ticket-token';
 import type { StagedPost, StagingBucket } from '../staging/s3';
+import { verifyForgeInvocation } from '../forge/invocation-token';
+import type { ForgeKeyResolver } from '../forge/jwks';
+import type { TokenSealer } from '../forge/token-sealer';
 
 export interface TicketHttpRequest {
   method: string;
   target: string;
   authorization: string | undefined;
+  /** Forge Remote: `x-forge-oauth-user` / `x-forge-oauth-system` (never logged). */
+  forgeUserToken?: string;
+  forgeSystemToken?: string;
   body: () => Record<string, unknown>;
 }
 
@@ -26,6 +32,25 @@ export interface IssueTicketDeps {
   nowSeconds: () => number;
   /** The staging bucket; without it, files over DIRECT_MAX_BYTES are refused. */
   staging?: StagingBucket;
+  /** Forge Remote (absent: Forge tickets are refused). */
+  forge?: {
+    config: Pick<RelayConfig, 'forgeAppIds' | 'allowedForgeApiHosts' | 'allowHttpTenants'>;
+    resolveKey: ForgeKeyResolver;
+    sealer: TokenSealer;
+    target(apiBaseUrl: string, token: string): ConfluenceTarget;
+  };
+}
+
+/** Who asks for a ticket, resolved from a Connect context JWT or a Forge Invocation Token. */
+interface TicketPrincipal {
+  tenantId: string;
+  tenant?: Tenant;
+  accountId: string;
+  /** Where to check the user's edit right, when the relay must (uploads as the app). */
+  permissionTarget?: ConfluenceTarget;
+  /** The page the FIT says the UI module runs on. */
+  contextContentId?: string;
+  forge?: { apiBaseUrl: string; installationId: string; tokenKind: 'user' | 'system'; token: string };
 }
 
 export type UploadEntry =
@@ -65,30 +90,83 @@ export async function verifyContextToken(
   return { tenant, accountId: claims.sub };
 }
 
-/** `POST /tickets`: authenticate, validate, check the user may edit the page, then issue. */
-export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketDeps): Promise<IssuedTicket> {
+async function connectPrincipal(request: TicketHttpRequest, deps: IssueTicketDeps): Promise<TicketPrincipal> {
   const { tenant, accountId } = await verifyContextToken(request, deps);
+  return { tenantId: tenant.tenantId, tenant, accountId, permissionTarget: deps.targetFor(tenant) };
+}
+
+/**
+ * A Forge Remote caller (atlassian.md §8.2): the FIT names the installation
+ * and Confluence's API base; the OAuth token in the headers is what the
+ * uploads will use — the user's when Forge sent one (Confluence then applies
+ * the user's rights), else the app's (and the relay checks the user's right
+ * itself). A Connect-on-Forge installation resolves to its Connect tenant.
+ */
+async function forgePrincipal(request: TicketHttpRequest, deps: IssueTicketDeps): Promise<TicketPrincipal> {
+  if (!deps.forge) throw unauthorized('forge_disabled');
+  const fit = await verifyForgeInvocation(tokenFromAuthorization(request.authorization, 'Bearer'), {
+    config: deps.forge.config,
+    resolveKey: deps.forge.resolveKey,
+    nowSeconds: deps.nowSeconds,
+  });
+  const tokenKind = request.forgeUserToken ? 'user' : request.forgeSystemToken ? 'system' : undefined;
+  const token = request.forgeUserToken ?? request.forgeSystemToken;
+  if (!tokenKind || !token) throw unauthorized('missing_forge_oauth_token');
+  if (tokenKind === 'system' && !fit.accountId) {
+    // Without a user there is nobody whose right to edit could be checked.
+    throw new AppError(403, 'forbidden', 'Uploads as the app need the user the request comes from.');
+  }
+  const tenantId = (await deps.tenants.findByInstallation(fit.installationId)) ?? fit.installationId;
+  const tenant = await deps.tenants.get(tenantId);
+  const target = deps.forge.target(fit.apiBaseUrl, token);
+  return {
+    tenantId,
+    tenant,
+    accountId: fit.accountId ?? 'unknown-user',
+    permissionTarget: tokenKind === 'system' ? target : undefined,
+    contextContentId: fit.contentId,
+    forge: { apiBaseUrl: fit.apiBaseUrl, installationId: fit.installationId, tokenKind, token },
+  };
+}
+
+/** `POST /tickets`: authenticate (Connect or Forge), validate, check the user may edit the page, then issue. */
+export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketDeps): Promise<IssuedTicket> {
+  const forge = /^bearer\s/i.test(request.authorization ?? '');
+  const principal = forge ? await forgePrincipal(request, deps) : await connectPrincipal(request, deps);
+  const { tenant, accountId } = principal;
   const ticketRequest: TicketRequest = parseTicketRequest(request.body(), deps.limits);
+  if (principal.contextContentId && principal.contextContentId !== ticketRequest.contentId) {
+    throw new AppError(403, 'content_mismatch', 'The ticket may only be for the page the app runs on.');
+  }
 
   const tooBigForDirect = ticketRequest.files.some((file) => file.size > deps.config.directMaxBytes);
   if (tooBigForDirect && !deps.staging) {
     // Without a staging bucket only what fits in one Lambda request can be relayed.
     throw new AppError(413, 'file_too_large', `Files may be at most ${deps.config.directMaxBytes} bytes.`);
   }
-  if (ticketRequest.files.some((file) => knownTooLarge(tenant, file.size, deps.nowSeconds()))) {
+  if (tenant && ticketRequest.files.some((file) => knownTooLarge(tenant, file.size, deps.nowSeconds()))) {
     throw new AppError(413, 'exceeds_site_limit', "A file is larger than this site's attachment limit.");
   }
 
-  await deps.checkEditPermission(deps.targetFor(tenant), ticketRequest.contentId, accountId);
+  if (principal.permissionTarget) await deps.checkEditPermission(principal.permissionTarget, ticketRequest.contentId, accountId);
 
   const now = deps.nowSeconds();
   const expiresAt = now + deps.config.ticketTtlSeconds;
-  const { ticket, ticketHash } = createTicketToken(tenant.tenantId);
+  const { ticket, ticketHash } = createTicketToken(principal.tenantId);
   const files = ticketRequest.files.map((file) =>
-    file.size > deps.config.directMaxBytes && deps.staging ? { ...file, stagingKey: deps.staging.newKey(tenant.tenantId, ticketHash) } : file,
+    file.size > deps.config.directMaxBytes && deps.staging ? { ...file, stagingKey: deps.staging.newKey(principal.tenantId, ticketHash) } : file,
   );
+  const grant = principal.forge && deps.forge
+    ? {
+        apiBaseUrl: principal.forge.apiBaseUrl,
+        installationId: principal.forge.installationId,
+        tokenKind: principal.forge.tokenKind,
+        // Held for the ticket's lifetime only, sealed with the deployment's key.
+        sealedToken: await deps.forge.sealer.seal(principal.forge.token, ticketHash),
+      }
+    : undefined;
   await deps.tickets.put({
-    tenantId: tenant.tenantId,
+    tenantId: principal.tenantId,
     ticketHash,
     accountId,
     contentId: ticketRequest.contentId,
@@ -96,6 +174,7 @@ export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketD
     comment: ticketRequest.comment,
     minorEdit: ticketRequest.minorEdit,
     expiresAt,
+    forge: grant,
   });
   const uploads = await Promise.all(
     files.map(async (file): Promise<UploadEntry> => {
@@ -105,5 +184,5 @@ export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketD
       return { name: file.name, mode: 'staged', post, completeUrl: `${deps.config.relayBaseUrl}/uploads/complete` };
     }),
   );
-  return { ticket, expiresAt: new Date(expiresAt * 1000).toISOString(), tenantId: tenant.tenantId, uploads };
+  return { ticket, expiresAt: new Date(expiresAt * 1000).toISOString(), tenantId: principal.tenantId, uploads };
 }

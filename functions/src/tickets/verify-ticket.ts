@@ -6,7 +6,9 @@ import { parseTicketToken } from './ticket-token';
 
 export interface VerifiedTicket {
   ticket: TicketRecord;
-  tenant: Tenant;
+  /** The Connect tenant; absent for a Forge ticket of an app never installed through Connect. */
+  tenant?: Tenant;
+  tenantId: string;
 }
 
 /**
@@ -22,6 +24,7 @@ export async function verifyTicket(
   if (!ticket) throw unauthorized('unknown_ticket');
   if (deps.nowSeconds() >= ticket.expiresAt) throw unauthorized('ticket_expired');
   const tenant = await deps.tenants.get(tenantId);
-  if (!tenant) throw unauthorized('tenant_gone');
-  return { ticket, tenant };
+  // A Connect ticket dies with its tenant (uninstall); a Forge ticket carries its own grant.
+  if (!tenant && !ticket.forge) throw unauthorized('tenant_gone');
+  return { ticket, tenant, tenantId };
 }

@@ -23,7 +23,7 @@ export interface DirectUploadDeps {
   /** How long an in-flight claim is held before another invocation may take it over. */
   leaseSeconds: number;
   /** Relays one file (identity, conflict policy, retries); see relay-file.ts. */
-  relay(tenant: Tenant, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult>;
+  relay(tenant: Tenant | undefined, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult>;
 }
 
 export interface DirectUploadOutcome {
@@ -125,7 +125,7 @@ async function withFilePart<T>(
  * before are answered from the ledger; a file in flight elsewhere is a 409.
  */
 export async function relayDirectUpload(request: DirectUploadRequest, deps: DirectUploadDeps): Promise<DirectUploadOutcome> {
-  const { ticket, tenant } = await verifyTicket(request.authorization, deps);
+  const { ticket, tenant, tenantId } = await verifyTicket(request.authorization, deps);
   const { planned, fields } = await planUpload(request, ticket, deps.limits);
 
   // Claim every file first, so that a concurrent duplicate fails before any byte moves.
@@ -174,5 +174,5 @@ export async function relayDirectUpload(request: DirectUploadRequest, deps: Dire
     if (!result) throw new AppError(500, 'internal_error', 'A planned file was not uploaded.', { expose: false });
     return result;
   });
-  return { tenantId: tenant.tenantId, attachments, bytesRelayed };
+  return { tenantId, attachments, bytesRelayed };
 }

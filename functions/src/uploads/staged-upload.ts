@@ -72,14 +72,14 @@ export async function completeStagedUpload(
   request: { authorization: string | undefined; body: Record<string, unknown> },
   deps: CompleteDeps,
 ): Promise<{ tenantId: string; answer: StagedAnswer; file: DeclaredFile }> {
-  const { ticket, tenant } = await verifyTicket(request.authorization, deps);
+  const { ticket, tenantId } = await verifyTicket(request.authorization, deps);
   const { index, file } = findStagedFile(ticket, request.body.name);
   const key = file.stagingKey as string;
 
   const claim = await deps.tickets.claimFile(ticket, index, deps.leaseSeconds, deps.nowSeconds());
-  if (claim.state === 'done') return { tenantId: tenant.tenantId, file, answer: { status: 200, body: { attachments: [claim.result] } } };
+  if (claim.state === 'done') return { tenantId, file, answer: { status: 200, body: { attachments: [claim.result] } } };
   if (claim.state === 'in_flight') {
-    return { tenantId: tenant.tenantId, file, answer: { status: 202, body: { status: 'relaying', statusUrl: statusUrl(deps.relayBaseUrl, file.name) } } };
+    return { tenantId, file, answer: { status: 202, body: { status: 'relaying', statusUrl: statusUrl(deps.relayBaseUrl, file.name) } } };
   }
 
   try {
@@ -91,7 +91,7 @@ export async function completeStagedUpload(
       if (object.size !== file.size) throw badRequest('size_mismatch', 'The staged file is smaller than declared on the ticket.');
       throw badRequest('type_mismatch', 'The staged file has another type than declared on the ticket.');
     }
-    await deps.invoke({ tenantId: tenant.tenantId, ticketHash: ticket.ticketHash, fileIndex: index });
+    await deps.invoke({ tenantId, ticketHash: ticket.ticketHash, fileIndex: index });
   } catch (error) {
     await deps.tickets.releaseFile(ticket, index);
     throw error;
@@ -102,10 +102,10 @@ export async function completeStagedUpload(
     await new Promise((resolve) => setTimeout(resolve, poll));
     const state = await deps.tickets.getFile(ticket, index);
     if (state.state === 'done' || state.state === 'failed') {
-      return { tenantId: tenant.tenantId, file, answer: answerFor(state, deps.relayBaseUrl, file.name) as StagedAnswer };
+      return { tenantId, file, answer: answerFor(state, deps.relayBaseUrl, file.name) as StagedAnswer };
     }
   }
-  return { tenantId: tenant.tenantId, file, answer: { status: 202, body: { status: 'relaying', statusUrl: statusUrl(deps.relayBaseUrl, file.name) } } };
+  return { tenantId, file, answer: { status: 202, body: { status: 'relaying', statusUrl: statusUrl(deps.relayBaseUrl, file.name) } } };
 }
 
 /** `GET /uploads/status?name=`: 202 while relaying, then the final answer, for as long as the ledger keeps it. */
@@ -113,18 +113,18 @@ export async function readUploadStatus(
   request: { authorization: string | undefined; name: string | undefined },
   deps: TicketDeps & { relayBaseUrl: string },
 ): Promise<{ tenantId: string; answer: StagedAnswer }> {
-  const { ticket, tenant } = await verifyTicket(request.authorization, deps);
+  const { ticket, tenantId } = await verifyTicket(request.authorization, deps);
   const { index, file } = findStagedFile(ticket, request.name);
   const answer = answerFor(await deps.tickets.getFile(ticket, index), deps.relayBaseUrl, file.name);
   if (!answer) throw new AppError(404, 'not_started', 'This file has not been completed yet: call /uploads/complete first.');
-  return { tenantId: tenant.tenantId, answer };
+  return { tenantId, answer };
 }
 
 export interface StagedRelayDeps {
   tenants: TenantStore;
   tickets: TicketStore;
   staging: StagingBucket;
-  relay(tenant: Tenant, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult>;
+  relay(tenant: Tenant | undefined, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult>;
 }
 
 /**
@@ -144,7 +144,7 @@ export async function runStagedRelay(job: StagedRelayJob, deps: StagedRelayDeps)
     await deps.staging.delete(key);
   };
   try {
-    if (!tenant) {
+    if (!tenant && !ticket.forge) {
       const failure = { status: 401, code: 'unauthorized', message: 'The app was uninstalled.' };
       await Promise.all([deps.tickets.failFile(ticket, job.fileIndex, failure), deleteObject()]);
       return { failure, bytes: 0 };
