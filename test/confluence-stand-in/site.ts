@@ -11,9 +11,21 @@ import {
   encodeSymmetric,
   fromMethodAndUrl,
 } from 'atlassian-jwt';
+import {
+  DEFAULT_FIT_LIFETIME_SECONDS,
+  DEFAULT_FORGE_TOKEN_LIFETIME_SECONDS,
+  defaultFitClaims,
+  newForgeToken,
+  signRs256,
+  withPathOverrides,
+  type ForgeKey,
+  type ForgeTokenGrant,
+} from './forge';
 import type {
   AcceptBearerOptions,
   ContextTokenOptions,
+  ForgeInvocation,
+  ForgeInvocationOptions,
   InstallRequest,
   InstallRequestOptions,
   PageOptions,
@@ -26,6 +38,10 @@ export interface SiteEnv {
   origin: string;
   appKey: string;
   installKey: { kid: string; privateKeyPem: string };
+  /** The current Forge signing key (it can be rotated). */
+  forgeKey(): ForgeKey;
+  /** The Forge app environment id (one per stand-in). */
+  forgeEnvironmentId: string;
 }
 
 export interface Page {
@@ -74,6 +90,15 @@ export class SiteState implements Site {
   readonly bearerTokens = new Map<string, BearerGrant>();
   tokenLifetimeSeconds = 900;
   tokenRequests = 0;
+  readonly cloudId = randomUUID();
+  readonly forgeInstallationId = `ari:cloud:ecosystem::installation/${randomUUID()}`;
+  readonly forgeApiBaseUrl: string;
+  /** `/ex/confluence/<cloudId>/wiki`: the context path of the REST API behind the API gateway. */
+  readonly forgeContextPath: string;
+  readonly siteUrl: string;
+  forgeTokenLifetimeSeconds = DEFAULT_FORGE_TOKEN_LIFETIME_SECONDS;
+  /** OAuth tokens handed out with Forge invocations (valid only under forgeApiBaseUrl). Expired ones stay. */
+  readonly forgeTokens = new Map<string, ForgeTokenGrant>();
 
   constructor(
     readonly name: string,
@@ -81,6 +106,9 @@ export class SiteState implements Site {
   ) {
     this.contextPath = `/sites/${name}/wiki`;
     this.baseUrl = `${env.origin}${this.contextPath}`;
+    this.siteUrl = `${env.origin}/sites/${name}`;
+    this.forgeContextPath = `/ex/confluence/${this.cloudId}/wiki`;
+    this.forgeApiBaseUrl = `${env.origin}/ex/confluence/${this.cloudId}`;
   }
 
   addPage(id: string, opts: PageOptions = {}): void {
@@ -124,6 +152,51 @@ export class SiteState implements Site {
     for (const grant of this.bearerTokens.values()) {
       if (grant.expiresAtMs === undefined || grant.expiresAtMs > now) grant.expiresAtMs = now;
     }
+    for (const grant of this.forgeTokens.values()) {
+      if (grant.expiresAtMs > now) grant.expiresAtMs = now;
+    }
+  }
+
+  forgeInvocation(opts: ForgeInvocationOptions): ForgeInvocation {
+    const wantUser = opts.userToken ?? opts.accountId !== undefined;
+    const wantSystem = opts.systemToken ?? true;
+    if (wantUser && opts.accountId === undefined) throw new Error('forgeInvocation: a user token needs an accountId');
+    const key = this.env.forgeKey();
+    const iat = nowSeconds();
+    const claims = withPathOverrides(
+      defaultFitClaims(
+        {
+          appId: opts.appId,
+          cloudId: this.cloudId,
+          installationId: this.forgeInstallationId,
+          apiBaseUrl: this.forgeApiBaseUrl,
+          siteUrl: this.siteUrl,
+          environmentId: this.env.forgeEnvironmentId,
+        },
+        {
+          accountId: opts.accountId,
+          contentId: opts.contentId,
+          iat,
+          expiresInSeconds: opts.expiresInSeconds ?? DEFAULT_FIT_LIFETIME_SECONDS,
+        },
+      ),
+      opts.claims,
+    );
+    const header = withPathOverrides({ alg: 'RS256', kid: key.kid, typ: 'JWT' }, opts.header);
+    const fit = signRs256(header, claims, opts.privateKeyPem ?? key.privateKeyPem);
+    const headers: Record<string, string> = { authorization: `Bearer ${fit}` };
+    const expiresAtMs = Date.now() + this.forgeTokenLifetimeSeconds * 1000;
+    if (wantUser) {
+      const token = newForgeToken();
+      this.forgeTokens.set(token, { kind: 'user', accountId: opts.accountId, appId: opts.appId, expiresAtMs });
+      headers['x-forge-oauth-user'] = token;
+    }
+    if (wantSystem) {
+      const token = newForgeToken();
+      this.forgeTokens.set(token, { kind: 'app', appId: opts.appId, expiresAtMs });
+      headers['x-forge-oauth-system'] = token;
+    }
+    return { fit, headers, claims };
   }
 
   installRequest(opts: InstallRequestOptions): InstallRequest {

@@ -23,6 +23,13 @@
  *
  * Also emulated: Atlassian's OAuth 2.0 authorization server (`POST /oauth2/token`, the JWT-bearer grant that lets
  * a Connect app act as a user; see oauth.ts). Its `aud` is the stand-in origin. Assertions are never recorded.
+ *
+ * And Forge (forge.ts, atlassian.md §8.2): the JWKS of Forge Invocation Tokens at `/forge/.well-known/jwks.json`,
+ * FITs and OAuth tokens minted by `site.forgeInvocation()`, and the API gateway path
+ * `/ex/confluence/<cloudId>/wiki/rest/api/...`, which serves the same endpoints as the site path but only to
+ * `Authorization: Bearer <x-forge-oauth-user | x-forge-oauth-system token>` issued for that cloudId (anything
+ * else, app JWTs and Connect bearer tokens included, is 401; an unknown cloudId is 404). Its `_links.base` is
+ * `${forgeApiBaseUrl}/wiki`, and downloads there need a token too. Forge tokens are not accepted on the site path.
  */
 import { createHash, generateKeyPairSync, randomBytes, randomUUID, type Hash } from 'node:crypto';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
@@ -34,6 +41,13 @@ import {
   decodeSymmetric,
   fromMethodAndUrl,
 } from 'atlassian-jwt';
+import {
+  FORGE_API_PATH,
+  FORGE_JWKS_PATH,
+  generateForgeKey,
+  jwkOf,
+  type ForgeKey,
+} from './forge';
 import { HttpError, errorBody, readBody, runHandler } from './http-util';
 import { MultipartError, MultipartParser, parseHeaderWithParams, type PartHandler, type PartInfo } from './multipart';
 import {
@@ -68,6 +82,25 @@ const MAX_TEXT_PART_BYTES = 64 * 1024;
 
 type Principal = { kind: 'app' } | { kind: 'user'; accountId: string };
 
+/** A site as reached through one of its two doors: its own baseUrl, or the Forge API gateway. */
+interface SiteView {
+  site: SiteState;
+  via: 'site' | 'forge';
+  /** What responses give as `_links.base`. */
+  base: string;
+  /** What responses give as `_links.context`. */
+  context: string;
+}
+
+/** A request path under a site's REST API, resolved. */
+interface ApiPath {
+  /** Undefined if the named site (or cloudId) is unknown; then `missing` says what. */
+  view?: SiteView;
+  missing: string;
+  /** The path below `.../wiki`, e.g. `/rest/api/content/123`. */
+  rest: string;
+}
+
 interface RequestCtx {
   req: IncomingMessage;
   res: ServerResponse;
@@ -86,6 +119,7 @@ interface RequestCtx {
 }
 
 const SITE_PATH = /^\/sites\/([^/]+)\/wiki(\/.*)?$/;
+const UPLOAD_REST_PATH = /^\/rest\/api\/content\/[^/]+\/child\/attachment\/?$/;
 const CONTENT_PATH = /^\/rest\/api\/content\/([^/]+)(?:\/(child\/attachment|permission\/check))?\/?$/;
 const DOWNLOAD_PATH = /^\/download\/attachments\/([^/]+)\/([^/]+)\/?$/;
 const INSTALL_KEY_PATH = /^\/install-keys\/([^/]+)$/;
@@ -238,6 +272,7 @@ class StandInServer implements ConfluenceStandIn {
   origin = '';
   installKeysUrl = '';
   oauthTokenUrl = '';
+  forgeJwksUrl = '';
 
   private readonly appKey: string;
   private readonly maxAttachmentBytes: number;
@@ -247,6 +282,8 @@ class StandInServer implements ConfluenceStandIn {
   private readonly timers = new Set<NodeJS.Timeout>();
   private attachmentCounter = 1_000_000;
   private readonly server: Server;
+  private currentForgeKey: ForgeKey = generateForgeKey();
+  private readonly forgeEnvironmentId = randomUUID();
 
   constructor(private readonly opts: StandInOptions) {
     this.appKey = opts.appKey ?? DEFAULT_APP_KEY;
@@ -273,13 +310,29 @@ class StandInServer implements ConfluenceStandIn {
     this.origin = `http://127.0.0.1:${port}`;
     this.installKeysUrl = `${this.origin}/install-keys`;
     this.oauthTokenUrl = `${this.origin}${TOKEN_PATH}`;
+    this.forgeJwksUrl = `${this.origin}${FORGE_JWKS_PATH}`;
+  }
+
+  get forgeKey(): ForgeKey {
+    return { ...this.currentForgeKey };
+  }
+
+  rotateForgeKey(): ForgeKey {
+    this.currentForgeKey = generateForgeKey();
+    return this.forgeKey;
   }
 
   site(name = 'default'): Site {
     if (!/^[A-Za-z0-9._~-]+$/.test(name)) throw new Error(`site name must be a plain URL path segment: "${name}"`);
     let s = this.sites.get(name);
     if (!s) {
-      s = new SiteState(name, { origin: this.origin, appKey: this.appKey, installKey: this.installKey });
+      s = new SiteState(name, {
+        origin: this.origin,
+        appKey: this.appKey,
+        installKey: this.installKey,
+        forgeKey: () => this.currentForgeKey,
+        forgeEnvironmentId: this.forgeEnvironmentId,
+      });
       this.sites.set(name, s);
     }
     return s;
@@ -339,7 +392,8 @@ class StandInServer implements ConfluenceStandIn {
       return;
     }
     const query = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
-    const siteName = SITE_PATH.exec(path)?.[1];
+    const api = this.resolveApiPath(path);
+    const siteName = api?.view?.site.name ?? SITE_PATH.exec(path)?.[1];
     const recordedQuery = Object.fromEntries(query);
     // Never keep an assertion, even one wrongly sent in the URL.
     if (path === TOKEN_PATH && 'assertion' in recordedQuery) recordedQuery.assertion = '[redacted]';
@@ -352,8 +406,7 @@ class StandInServer implements ConfluenceStandIn {
       ...(siteName !== undefined ? { siteName } : {}),
     };
     this.requests.push(rec);
-    const isUpload =
-      (method === 'POST' || method === 'PUT') && /^\/sites\/[^/]+\/wiki\/rest\/api\/content\/[^/]+\/child\/attachment\/?$/.test(path);
+    const isUpload = (method === 'POST' || method === 'PUT') && api !== undefined && UPLOAD_REST_PATH.test(api.rest);
     const ctx: RequestCtx = { req, res, method, rawUrl, path, query, rec, isUpload };
     void runHandler(res, () => this.dispatch(ctx), (status) => (rec.status = status)).catch(() => res.destroy());
   }
@@ -386,13 +439,35 @@ class StandInServer implements ConfluenceStandIn {
     return this.route(ctx);
   }
 
+  /** Resolves `/sites/<name>/wiki/...` and `/ex/confluence/<cloudId>/wiki/...`; undefined for other paths. */
+  private resolveApiPath(path: string): ApiPath | undefined {
+    const siteMatch = SITE_PATH.exec(path);
+    if (siteMatch) {
+      const site = this.sites.get(siteMatch[1]);
+      return {
+        view: site && { site, via: 'site', base: site.baseUrl, context: site.contextPath },
+        missing: `no site named ${siteMatch[1]}`,
+        rest: siteMatch[2] ?? '/',
+      };
+    }
+    const forgeMatch = FORGE_API_PATH.exec(path);
+    if (forgeMatch) {
+      const site = [...this.sites.values()].find((s) => s.cloudId === forgeMatch[1]);
+      return {
+        view: site && { site, via: 'forge', base: `${site.forgeApiBaseUrl}/wiki`, context: site.forgeContextPath },
+        missing: `no site with cloudId ${forgeMatch[1]}`,
+        rest: forgeMatch[2] ?? '/',
+      };
+    }
+    return undefined;
+  }
+
   private async route(ctx: RequestCtx): Promise<void> {
     if (ctx.isUpload) {
-      const m = SITE_PATH.exec(ctx.path);
-      const rest = m?.[2] ?? '/';
-      const site = m ? this.sites.get(m[1]) : undefined;
-      const pageSegment = CONTENT_PATH.exec(rest)?.[1] ?? '';
-      return this.upload(ctx, site, pageSegment);
+      const api = this.resolveApiPath(ctx.path);
+      if (!api) throw new Error('unreachable: upload outside a site');
+      const pageSegment = CONTENT_PATH.exec(api.rest)?.[1] ?? '';
+      return this.upload(ctx, api, pageSegment);
     }
 
     // Every other endpoint takes at most a small JSON body; read it before answering anything.
@@ -412,11 +487,17 @@ class StandInServer implements ConfluenceStandIn {
       return this.tokenEndpoint(ctx, body);
     }
 
-    const siteMatch = SITE_PATH.exec(ctx.path);
-    if (!siteMatch) throw new HttpError(404, `no such endpoint: ${ctx.method} ${ctx.path}`);
-    const site = this.sites.get(siteMatch[1]);
-    if (!site) throw new HttpError(404, `no site named ${siteMatch[1]}`);
-    const rest = siteMatch[2] ?? '/';
+    if (ctx.path === FORGE_JWKS_PATH) {
+      if (ctx.method !== 'GET') throw new HttpError(405, 'method not allowed', { allow: 'GET' });
+      this.reply(ctx, 200, { keys: [jwkOf(this.currentForgeKey)] });
+      return;
+    }
+
+    const api = this.resolveApiPath(ctx.path);
+    if (!api) throw new HttpError(404, `no such endpoint: ${ctx.method} ${ctx.path}`);
+    const view = api.view;
+    if (!view) throw new HttpError(404, api.missing);
+    const rest = api.rest;
 
     // Since changelog CHANGE-2328 Atlassian's edge refuses (403) any GET request that has a body.
     if (ctx.method === 'GET' && hasBody(ctx.req)) throw new HttpError(403, 'GET requests must not have a body');
@@ -426,20 +507,20 @@ class StandInServer implements ConfluenceStandIn {
       const pageId = decodeSegment(content[1]);
       if (content[2] === 'permission/check') {
         if (ctx.method !== 'POST') throw new HttpError(405, 'method not allowed', { allow: 'POST' });
-        return this.permissionCheck(ctx, site, pageId, body);
+        return this.permissionCheck(ctx, view, pageId, body);
       }
       if (content[2] === undefined) {
         if (ctx.method !== 'GET') throw new HttpError(405, 'method not allowed', { allow: 'GET' });
-        return this.getContent(ctx, site, pageId);
+        return this.getContent(ctx, view, pageId);
       }
       if (ctx.method !== 'GET') throw new HttpError(405, 'method not allowed', { allow: 'GET, POST, PUT' });
-      return this.listAttachments(ctx, site, pageId);
+      return this.listAttachments(ctx, view, pageId);
     }
 
     const download = DOWNLOAD_PATH.exec(rest);
     if (download) {
       if (ctx.method !== 'GET') throw new HttpError(405, 'method not allowed', { allow: 'GET' });
-      return this.download(ctx, site, decodeSegment(download[1]), decodeSegment(download[2]));
+      return this.download(ctx, view, decodeSegment(download[1]), decodeSegment(download[2]));
     }
 
     throw new HttpError(404, `no such endpoint: ${ctx.method} ${rest}`);
@@ -608,12 +689,17 @@ class StandInServer implements ConfluenceStandIn {
    * App JWT (`Authorization: JWT <token>`, HS256 with the install's sharedSecret, `iss` = app key, qsh computed
    * over the path relative to the site baseUrl) or a registered bearer token (acts as a user).
    */
-  private authenticate(ctx: RequestCtx, site: SiteState, need: 'read' | 'write'): Principal {
+  private authenticate(ctx: RequestCtx, view: SiteView, need: 'read' | 'write'): Principal {
+    const site = view.site;
     const header = ctx.req.headers.authorization;
     if (!header) throw new HttpError(401, 'authentication required (no Authorization header)');
     const m = /^(\S+)\s+(\S+)\s*$/.exec(header.trim());
     if (!m) throw new HttpError(401, 'malformed Authorization header');
     const scheme = m[1].toLowerCase();
+    if (view.via === 'forge') {
+      if (scheme !== 'bearer') throw new HttpError(401, `the API gateway only accepts OAuth 2.0 bearer tokens, not ${m[1]}`);
+      return this.authenticateForgeToken(ctx, site, m[2]);
+    }
     if (scheme === 'jwt') {
       this.verifyAppJwt(ctx, site, m[2]);
       return { kind: 'app' };
@@ -630,6 +716,20 @@ class StandInServer implements ConfluenceStandIn {
       return { kind: 'user', accountId: grant.accountId };
     }
     throw new HttpError(401, `unsupported Authorization scheme ${m[1]}`);
+  }
+
+  /** A token handed out with a Forge invocation for this site's cloudId (x-forge-oauth-user / -system). */
+  private authenticateForgeToken(ctx: RequestCtx, site: SiteState, token: string): Principal {
+    const grant = site.forgeTokens.get(token);
+    if (grant === undefined) {
+      const elsewhere = [...this.sites.values()].some((s) => s !== site && s.forgeTokens.has(token));
+      throw new HttpError(401, elsewhere ? 'token not valid for this cloudId' : 'unknown bearer token');
+    }
+    if (Date.now() >= grant.expiresAtMs) throw new HttpError(401, 'token expired');
+    if (grant.kind === 'app') return { kind: 'app' };
+    const accountId = grant.accountId ?? '';
+    ctx.rec.accountId = accountId;
+    return { kind: 'user', accountId };
   }
 
   private verifyAppJwt(ctx: RequestCtx, site: SiteState, token: string): void {
@@ -661,8 +761,9 @@ class StandInServer implements ConfluenceStandIn {
 
   // ---- endpoints ----
 
-  private async permissionCheck(ctx: RequestCtx, site: SiteState, pageId: string, body: Buffer): Promise<void> {
-    this.authenticate(ctx, site, 'read');
+  private async permissionCheck(ctx: RequestCtx, view: SiteView, pageId: string, body: Buffer): Promise<void> {
+    const site = view.site;
+    this.authenticate(ctx, view, 'read');
     const page = site.pages.get(pageId);
     if (!page) throw new HttpError(404, `No content found with id: ${pageId}`);
     const type = ctx.req.headers['content-type'];
@@ -692,8 +793,9 @@ class StandInServer implements ConfluenceStandIn {
   }
 
   /** GET /rest/api/content/{id}: lets a client tell "page gone" from the other 404s of an upload. */
-  private async getContent(ctx: RequestCtx, site: SiteState, pageId: string): Promise<void> {
-    this.authenticate(ctx, site, 'read');
+  private async getContent(ctx: RequestCtx, view: SiteView, pageId: string): Promise<void> {
+    const site = view.site;
+    this.authenticate(ctx, view, 'read');
     const page = site.pages.get(pageId);
     if (!page) throw new HttpError(404, `No content found with id: ${pageId}`);
     const id = encodeURIComponent(page.id);
@@ -704,31 +806,34 @@ class StandInServer implements ConfluenceStandIn {
       title: page.title,
       _links: {
         webui: `/pages/viewpage.action?pageId=${id}`,
-        self: `${site.baseUrl}/rest/api/content/${id}`,
-        base: site.baseUrl,
-        context: site.contextPath,
+        self: `${view.base}/rest/api/content/${id}`,
+        base: view.base,
+        context: view.context,
       },
     });
   }
 
-  private async listAttachments(ctx: RequestCtx, site: SiteState, pageId: string): Promise<void> {
-    this.authenticate(ctx, site, 'read');
+  private async listAttachments(ctx: RequestCtx, view: SiteView, pageId: string): Promise<void> {
+    const site = view.site;
+    this.authenticate(ctx, view, 'read');
     const page = site.pages.get(pageId);
     if (!page) throw new HttpError(404, `No content found with id: ${pageId}`);
     const filename = ctx.query.get('filename');
     const matches = [...page.attachments.values()].filter((a) => filename === null || a.title === filename);
-    const results = matches.map((a) => this.attachmentJson(site, a));
+    const results = matches.map((a) => this.attachmentJson(view, a));
     this.reply(ctx, 200, {
       results,
       start: 0,
       limit: Math.max(25, results.length),
       size: results.length,
-      _links: { base: site.baseUrl, context: site.contextPath },
+      _links: { base: view.base, context: view.context },
     });
   }
 
-  private async download(ctx: RequestCtx, site: SiteState, pageId: string, title: string): Promise<void> {
-    const att = site.pages.get(pageId)?.attachments.get(title);
+  private async download(ctx: RequestCtx, view: SiteView, pageId: string, title: string): Promise<void> {
+    // Downloads on the site path need no authentication here; behind the API gateway everything does.
+    if (view.via === 'forge') this.authenticate(ctx, view, 'read');
+    const att = view.site.pages.get(pageId)?.attachments.get(title);
     if (!att) throw new HttpError(404, `no attachment ${title} on content ${pageId}`);
     this.send(
       ctx,
@@ -747,15 +852,17 @@ class StandInServer implements ConfluenceStandIn {
    * (throttled if configured) before answering, whatever the outcome, so clients see our status instead of a
    * broken pipe.
    */
-  private async upload(ctx: RequestCtx, site: SiteState | undefined, pageSegment: string): Promise<void> {
+  private async upload(ctx: RequestCtx, api: ApiPath, pageSegment: string): Promise<void> {
     let early: unknown;
     let collector: UploadCollector | undefined;
     let principal: Principal = { kind: 'app' };
     let page: Page | undefined;
+    const view = api.view;
+    const site = view?.site;
     try {
-      if (!site) throw new HttpError(404, `no site named ${SITE_PATH.exec(ctx.path)?.[1] ?? ''}`);
+      if (!view || !site) throw new HttpError(404, api.missing);
       const pageId = decodeSegment(pageSegment);
-      principal = this.authenticate(ctx, site, 'write');
+      principal = this.authenticate(ctx, view, 'write');
       // Multipart posts without this header fail Atlassian's XSRF filter. Both spellings seen in working
       // clients (`nocheck` in Confluence's docs, `no-check` in Jira's and @forge/bridge) are accepted.
       const xsrf = ctx.req.headers['x-atlassian-token'];
@@ -779,7 +886,7 @@ class StandInServer implements ConfluenceStandIn {
       trackTimer: this.trackTimer,
     });
     if (early !== undefined) throw early;
-    if (!c || !site || !page) throw new Error('unreachable: upload state incomplete');
+    if (!c || !view || !site || !page) throw new Error('unreachable: upload state incomplete');
     try {
       if (read.error !== undefined) throw read.error;
       c.finish();
@@ -789,9 +896,9 @@ class StandInServer implements ConfluenceStandIn {
     }
     const results = this.storeUpload(ctx, site, page, c, principal);
     this.reply(ctx, 200, {
-      results: results.map((a) => this.attachmentJson(site, a)),
+      results: results.map((a) => this.attachmentJson(view, a)),
       size: results.length,
-      _links: { base: site.baseUrl, context: site.contextPath },
+      _links: { base: view.base, context: view.context },
     });
   }
 
@@ -881,7 +988,8 @@ class StandInServer implements ConfluenceStandIn {
   }
 
   /** One attachment in Confluence's v1 REST shape. */
-  private attachmentJson(site: SiteState, a: StoredAttachment): Record<string, unknown> {
+  private attachmentJson(view: SiteView, a: StoredAttachment): Record<string, unknown> {
+    const site = view.site;
     const by =
       a.createdBy === 'app'
         ? { type: 'known', accountId: site.appAccountId, accountType: 'app' }
@@ -906,7 +1014,7 @@ class StandInServer implements ConfluenceStandIn {
       _links: {
         webui: `/pages/viewpageattachments.action?pageId=${pageId}&preview=${encodeURIComponent(`/${a.pageId}/${a.id}/${a.title}`)}`,
         download: `/download/attachments/${pageId}/${encodeURIComponent(a.title)}?version=${a.version}&modificationDate=${modificationDate}&api=v2`,
-        self: `${site.baseUrl}/rest/api/content/${a.id}`,
+        self: `${view.base}/rest/api/content/${a.id}`,
       },
     };
   }

@@ -24,9 +24,10 @@ export interface RecordedRequest {
   authKind: AuthKind;
   /** Status answered; 0 while pending, or if the connection was reset / the client went away. */
   status: number;
-  /** Set for requests under `/sites/<name>/wiki` (not for `/oauth2/token`: count those with `site.tokenRequests`). */
+  /** Set for requests under `/sites/<name>/wiki`, and under `/ex/confluence/<cloudId>/wiki` when the cloudId is
+   * a site's (not for `/oauth2/token`: count those with `site.tokenRequests`). */
   siteName?: string;
-  /** The user a bearer token stood for (bearer requests only). */
+  /** The user a bearer token stood for (bearer requests only; a Forge user token too, a Forge system token not). */
   accountId?: string;
   /** True if the answer was a connection reset injected by failNext (resetConnection or resetAfterBytes). */
   reset?: boolean;
@@ -143,6 +144,38 @@ export interface ContextTokenOptions {
   claims?: Record<string, unknown>;
 }
 
+export interface ForgeInvocationOptions {
+  /** The Forge app id, `ari:cloud:ecosystem::app/<uuid>`: becomes `aud` and `app.id`. */
+  appId: string;
+  /** The user in front of the UI module: becomes `principal`, and the user token acts as this user. */
+  accountId?: string;
+  /** Page the macro sits on: becomes `context.extension` (`{type: 'macro', content: {id, type: 'page'}, isEditing: true}`). */
+  contentId?: string;
+  /** Overrides merged into the claims; a value of undefined removes the claim. A key with dots addresses a
+   * nested claim, e.g. `{'app.apiBaseUrl': 'https://evil.example'}` or `{'app.installationId': undefined}`. */
+  claims?: Record<string, unknown>;
+  /** Overrides merged into the JWS header (same rules). The signature is RS256 whatever the header says. */
+  header?: Record<string, unknown>;
+  /** Signing key; default the stand-in's current Forge key (`standIn.forgeKey`). */
+  privateKeyPem?: string;
+  /** exp - iat. Default 25 (FITs are short-lived); negative for an already expired FIT. */
+  expiresInSeconds?: number;
+  /** Send `x-forge-oauth-user` (acting as accountId). Default: true when accountId is given. Needs accountId. */
+  userToken?: boolean;
+  /** Send `x-forge-oauth-system` (acting as the app). Default true. */
+  systemToken?: boolean;
+}
+
+/** What Forge sends to a remote on `invokeRemote` from a UI module. */
+export interface ForgeInvocation {
+  /** The Forge Invocation Token (RS256 JWT). */
+  fit: string;
+  /** `authorization: Bearer <fit>`, plus `x-forge-oauth-user` / `x-forge-oauth-system` when asked for. */
+  headers: Record<string, string>;
+  /** The FIT's claims as signed. */
+  claims: Record<string, unknown>;
+}
+
 export interface Site {
   name: string;
   /** `${origin}/sites/${name}/wiki`: the tenant baseUrl. App JWT qsh is computed relative to it. */
@@ -172,9 +205,30 @@ export interface Site {
   contextToken(opts: ContextTokenOptions): string;
   /** Registers a bearer token (as from the OAuth 2.0 JWT-bearer grant) that acts as the given user. */
   acceptBearer(token: string, accountId: string, opts?: AcceptBearerOptions): void;
-  /** Makes every bearer token of this site (issued by `/oauth2/token` or registered) expire now: using one is
-   * answered 401 `{statusCode: 401, message: 'token expired'}`. Tokens issued later are not affected. */
+  /** Makes every bearer token of this site (issued by `/oauth2/token`, registered, or handed out with a Forge
+   * invocation) expire now: using one is answered 401 `{statusCode: 401, message: 'token expired'}`. Tokens
+   * issued later are not affected. */
   expireBearerTokens(): void;
+
+  // ---- Forge identity (atlassian.md §8.2) ----
+
+  /** The site's cloudId (a uuid). */
+  cloudId: string;
+  /** The Forge app's installation on this site: `ari:cloud:ecosystem::installation/<uuid>`. */
+  forgeInstallationId: string;
+  /** `${origin}/ex/confluence/${cloudId}`: the FIT's `app.apiBaseUrl` (Confluence via the API gateway; the REST
+   * API is under `${forgeApiBaseUrl}/wiki/rest/api/...` and only takes tokens from `forgeInvocation`). */
+  forgeApiBaseUrl: string;
+  /** `${origin}/sites/${name}`: the FIT's `context.siteUrl` (the analogue of `https://x.atlassian.net`). */
+  siteUrl: string;
+  /** Lifetime of the OAuth tokens handed out with later Forge invocations. Default 3600. Settable. */
+  forgeTokenLifetimeSeconds: number;
+  /**
+   * A Forge invocation from the app's macro on this site: a FIT signed with the stand-in's Forge key, and fresh
+   * OAuth tokens registered for this site's cloudId (usable only under `forgeApiBaseUrl`). The user token acts
+   * as accountId (editor rights enforced); the system token acts as the app.
+   */
+  forgeInvocation(opts: ForgeInvocationOptions): ForgeInvocation;
 }
 
 export type MountHandler = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void;
@@ -195,6 +249,13 @@ export interface ConfluenceStandIn {
    * as that user on that site.
    */
   oauthTokenUrl: string;
+  /** `${origin}/forge/.well-known/jwks.json`: the JWKS with the current Forge key
+   * (`{keys: [{kty: 'RSA', kid, alg: 'RS256', use: 'sig', n, e}]}`). */
+  forgeJwksUrl: string;
+  /** The current Forge Invocation Token signing key (RSA 2048, kid `forge/invocation-token/<uuid>`). */
+  readonly forgeKey: { kid: string; privateKeyPem: string; publicKeyPem: string };
+  /** Replaces the Forge key with a new one (new kid); the old key is no longer in the JWKS. Returns the new key. */
+  rotateForgeKey(): { kid: string; privateKeyPem: string; publicKeyPem: string };
   /** RSA 2048 key pair generated at start, used to sign install/uninstall callbacks. */
   installKey: { kid: string; privateKeyPem: string; publicKeyPem: string };
   /** Get-or-create a site (tenant); default name 'default'. */
