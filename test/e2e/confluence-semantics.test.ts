@@ -62,7 +62,7 @@ afterAll(async () => {
 });
 
 describe('acting as the user', () => {
-  it('uploads with the user as author, fetching one token for several uploads', async () => {
+  it('uploads with the user as author, fetching one token per function for several uploads', async () => {
     const before = site.tokenRequests;
     const first = part();
     const second = part();
@@ -70,7 +70,9 @@ describe('acting as the user', () => {
     expect((await upload([second])).response.status).toBe(200);
     expect(stored(first.name)).toEqual([expect.objectContaining({ createdBy: USER, sha256: sha256(first.bytes) })]);
     expect(stored(second.name)).toEqual([expect.objectContaining({ createdBy: USER })]);
-    expect(site.tokenRequests - before).toBe(1);
+    // The tickets function (self-check of the user's edit right) and the uploads
+    // function each fetch one token; the second upload reuses both.
+    expect(site.tokenRequests - before).toBe(2);
   });
 
   it('lets Confluence refuse a user who lost edit rights after getting the ticket (403, nothing stored)', async () => {
@@ -94,32 +96,58 @@ describe('acting as the user', () => {
     const file = part();
     expect((await upload([file])).response.status).toBe(200);
     expect(stored(file.name)).toHaveLength(1);
-    expect(site.tokenRequests - before).toBe(1);
+    // Each function renews its expired token once.
+    expect(site.tokenRequests - before).toBe(2);
   });
 
-  it('answers 503 token_service_unavailable when the token endpoint is down, and never falls back to the app', async () => {
-    site.expireBearerTokens();
-    // Make the cached token stale from the relay's view too: a 401 forces a renewal, which then fails.
-    standIn.failNext({ pathIncludes: '/oauth2/token', status: 500 });
-    const uploadsBefore = uploadRequests();
+  it('answers 503 token_service_unavailable when the token endpoint is down at upload time, and never falls back to the app', async () => {
     const file = part();
-    const { response, body } = await upload([file]);
+    const ticket = await client.ticket(site.contextToken({ accountId: USER }), PAGE, declare([file]));
+    // The uploads function's cached token is refused (401); renewing it fails.
+    site.expireBearerTokens();
+    standIn.failNext({ pathIncludes: '/oauth2/token', status: 500 });
+    const response = await client.upload(ticket, [file]);
+    const body = (await response.json()) as Record<string, any>;
     expect(response.status).toBe(503);
     expect(body.error.code).toBe('token_service_unavailable');
     expect(response.headers.get('retry-after')).toMatch(/^\d+$/);
     expect(stored(file.name)).toEqual([]);
     expect(standIn.requests.filter((r) => r.path.endsWith(uploadPath) && r.method !== 'GET' && r.authKind === 'jwt').length).toBe(0);
-    expect(uploadRequests() - uploadsBefore).toBeLessThanOrEqual(1);
+  });
+
+  it('answers 503 at ticket time when the user\'s right cannot be checked for lack of a token', async () => {
+    site.expireBearerTokens();
+    standIn.failNext({ pathIncludes: '/oauth2/token', status: 503 });
+    const response = await client.requestTicket(`JWT ${site.contextToken({ accountId: USER })}`, { contentId: PAGE, files: [{ name: 'x.bin', size: 1 }] });
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as Record<string, any>).error.code).toBe('token_service_unavailable');
   });
 
   it('answers 502 token_refused when the authorization server refuses the grant', async () => {
+    const file = part();
+    const ticket = await client.ticket(site.contextToken({ accountId: USER }), PAGE, declare([file]));
     site.expireBearerTokens();
     standIn.failNext({ pathIncludes: '/oauth2/token', status: 400, body: { error: 'invalid_grant' } });
-    const file = part();
-    const { response, body } = await upload([file]);
+    const response = await client.upload(ticket, [file]);
     expect(response.status).toBe(502);
-    expect(body.error.code).toBe('token_refused');
+    expect(((await response.json()) as Record<string, any>).error.code).toBe('token_refused');
     expect(stored(file.name)).toEqual([]);
+  });
+});
+
+describe('the ticket-time permission check', () => {
+  it('fails closed with 502 permission_check_refused when Confluence refuses the check itself', async () => {
+    standIn.failNext({ method: 'POST', pathIncludes: '/permission/check', status: 403 });
+    const response = await client.requestTicket(`JWT ${site.contextToken({ accountId: USER })}`, { contentId: PAGE, files: [{ name: 'x.bin', size: 1 }] });
+    expect(response.status).toBe(502);
+    expect(((await response.json()) as Record<string, any>).error.code).toBe('permission_check_refused');
+  });
+
+  it('is asked as the user themself (a self-check) when uploads act as the user', async () => {
+    const before = standIn.requests.length;
+    await client.ticket(site.contextToken({ accountId: USER }), PAGE, [{ name: 'self-check.bin', size: 1 }]);
+    const checks = standIn.requests.slice(before).filter((r) => r.path.endsWith('/permission/check'));
+    expect(checks).toEqual([expect.objectContaining({ authKind: 'bearer', accountId: USER, status: 200 })]);
   });
 });
 

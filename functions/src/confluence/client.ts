@@ -304,7 +304,23 @@ export async function callConfluenceJson(options: JsonCallOptions): Promise<{ st
  * Asks Confluence, as the app, whether `accountId` may edit `contentId`, so the
  * app's own rights are never lent to a user who may only view the page.
  */
-export async function checkEditPermission(target: ConfluenceTarget, contentId: string, accountId: string, timeoutMs: number): Promise<void> {
+export async function checkEditPermission(
+  access: { target(): Promise<ConfluenceTarget>; renew?(): Promise<void> },
+  contentId: string,
+  accountId: string,
+  timeoutMs: number,
+): Promise<void> {
+  try {
+    await checkEditPermissionOnce(await access.target(), contentId, accountId, timeoutMs);
+  } catch (error) {
+    // A user token Confluence no longer accepts is renewed once.
+    if (!(error instanceof AppError) || error.reason !== 'permission_check_status_401' || !access.renew) throw error;
+    await access.renew();
+    await checkEditPermissionOnce(await access.target(), contentId, accountId, timeoutMs);
+  }
+}
+
+async function checkEditPermissionOnce(target: ConfluenceTarget, contentId: string, accountId: string, timeoutMs: number): Promise<void> {
   const { status, body, headers } = await callConfluenceJson({
     target,
     method: 'POST',
@@ -315,6 +331,15 @@ export async function checkEditPermission(target: ConfluenceTarget, contentId: s
   if (status === 200) {
     if ((body as { hasPermission?: unknown } | undefined)?.hasPermission === true) return;
     throw new AppError(403, 'forbidden', 'You may not edit this page.');
+  }
+  if (status === 401 || status === 403) {
+    // Confluence refused the check itself (not the user): checking another
+    // user's rights needs the app's user to be a Confluence administrator.
+    // Fail closed, and say so.
+    throw new AppError(502, 'permission_check_refused', 'Confluence did not let the app check permissions on this page.', {
+      reason: `permission_check_status_${status}`,
+      expose: true,
+    });
   }
   throw mapUpstreamStatus(status, '', { 'retry-after': headers.get('retry-after') ?? undefined });
 }

@@ -24,9 +24,8 @@ export const handler = httpHandler('tickets', async (event, log) => {
     },
     {
       ...deps,
-      targetFor: deps.appTarget,
-      checkEditPermission: (target, contentId, accountId) =>
-        checkEditPermission(target, contentId, accountId, deps.config.apiCallTimeoutMs),
+      permissionAccessFor: (tenant, accountId) => deps.identityFor(tenant, accountId),
+      checkEditPermission: (access, contentId, accountId) => checkEditPermission(access, contentId, accountId, deps.config.apiCallTimeoutMs),
       forge,
     },
   );

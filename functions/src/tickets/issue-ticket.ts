@@ -27,8 +27,14 @@ export interface IssueTicketDeps {
   limits: UploadLimits;
   tenants: TenantStore;
   tickets: TicketStore;
-  targetFor(tenant: Tenant): ConfluenceTarget;
-  checkEditPermission(target: ConfluenceTarget, contentId: string, accountId: string): Promise<void>;
+  /**
+   * Where to ask Confluence whether the user may edit: as the user themself
+   * when uploads act as the user (a self-check needs only the "Can use"
+   * permission), else as the app (checking someone else needs the app's user
+   * to be a Confluence administrator).
+   */
+  permissionAccessFor(tenant: Tenant, accountId: string): PermissionAccess;
+  checkEditPermission(access: PermissionAccess, contentId: string, accountId: string): Promise<void>;
   nowSeconds: () => number;
   /** The staging bucket; without it, files over DIRECT_MAX_BYTES are refused. */
   staging?: StagingBucket;
@@ -41,13 +47,19 @@ export interface IssueTicketDeps {
   };
 }
 
+/** Who asks Confluence about the user's rights (and how to renew a refused token). */
+export interface PermissionAccess {
+  target(): Promise<ConfluenceTarget>;
+  renew?(): Promise<void>;
+}
+
 /** Who asks for a ticket, resolved from a Connect context JWT or a Forge Invocation Token. */
 interface TicketPrincipal {
   tenantId: string;
   tenant?: Tenant;
   accountId: string;
-  /** Where to check the user's edit right, when the relay must (uploads as the app). */
-  permissionTarget?: ConfluenceTarget;
+  /** Where to check the user's edit right, when the relay must. */
+  permissionAccess?: PermissionAccess;
   /** The page the FIT says the UI module runs on. */
   contextContentId?: string;
   forge?: { apiBaseUrl: string; installationId: string; tokenKind: 'user' | 'system'; token: string };
@@ -92,7 +104,7 @@ export async function verifyContextToken(
 
 async function connectPrincipal(request: TicketHttpRequest, deps: IssueTicketDeps): Promise<TicketPrincipal> {
   const { tenant, accountId } = await verifyContextToken(request, deps);
-  return { tenantId: tenant.tenantId, tenant, accountId, permissionTarget: deps.targetFor(tenant) };
+  return { tenantId: tenant.tenantId, tenant, accountId, permissionAccess: deps.permissionAccessFor(tenant, accountId) };
 }
 
 /**
@@ -123,7 +135,7 @@ async function forgePrincipal(request: TicketHttpRequest, deps: IssueTicketDeps)
     tenantId,
     tenant,
     accountId: fit.accountId ?? 'unknown-user',
-    permissionTarget: tokenKind === 'system' ? target : undefined,
+    permissionAccess: tokenKind === 'system' ? { target: async () => target } : undefined,
     contextContentId: fit.contentId,
     forge: { apiBaseUrl: fit.apiBaseUrl, installationId: fit.installationId, tokenKind, token },
   };
@@ -148,7 +160,7 @@ export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketD
     throw new AppError(413, 'exceeds_site_limit', "A file is larger than this site's attachment limit.");
   }
 
-  if (principal.permissionTarget) await deps.checkEditPermission(principal.permissionTarget, ticketRequest.contentId, accountId);
+  if (principal.permissionAccess) await deps.checkEditPermission(principal.permissionAccess, ticketRequest.contentId, accountId);
 
   const now = deps.nowSeconds();
   const expiresAt = now + deps.config.ticketTtlSeconds;
