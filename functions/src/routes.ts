@@ -14,6 +14,8 @@ export const ROUTES: readonly RouteDefinition[] = [
   { method: 'GET', path: '/atlassian-connect.json', handler: 'descriptor' },
   { method: 'GET', path: '/health', handler: 'health' },
   { method: 'GET', path: '/editor', handler: 'editor' },
+  // The editor page's script and stylesheet (content-hashed names), served by the same function.
+  { method: 'GET', path: '/editor/{proxy+}', handler: 'editor' },
   { method: 'POST', path: '/lifecycle/installed', handler: 'lifecycle-installed' },
   { method: 'POST', path: '/lifecycle/uninstalled', handler: 'lifecycle-uninstalled' },
   { method: 'POST', path: '/tickets', handler: 'tickets' },

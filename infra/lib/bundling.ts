@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { writeEditorAssetsModule } from '../../web/build';
 
 /**
  * The esbuild settings of every Lambda bundle. The CDK stack hands them to
@@ -27,4 +28,13 @@ export const PROJECT_ROOT = path.resolve(__dirname, '..', '..');
 
 export function handlerEntry(handler: string): string {
   return path.join(PROJECT_ROOT, 'functions', 'src', 'handlers', `${handler}.ts`);
+}
+
+/**
+ * Generates the sources a handler imports that are built, not written: the
+ * editor's browser assets (web/build.ts). Called right before bundling by
+ * both the local runtime and the CDK stack, so both bundle the same thing.
+ */
+export function prepareHandlerSources(handler: string): void {
+  if (handler === 'editor') writeEditorAssetsModule();
 }

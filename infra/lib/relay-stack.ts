@@ -1,8 +1,11 @@
-import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import { ALL_HANDLERS, ROUTES, STAGED_RELAY_HANDLER, STAGING_SWEEPER_HANDLER } from '../../functions/src/routes';
+import { prepareHandlerSources } from './bundling';
 import { TTL_ATTRIBUTE } from '../../functions/src/store/dynamo';
 import type { RelayDeploymentConfig } from './config';
 import { Monitoring } from './constructs/monitoring';
@@ -32,6 +35,10 @@ interface FunctionWiring {
   readonly environment?: Record<string, string>;
   /** Run on this schedule (EventBridge) instead of on demand. */
   readonly every?: Duration;
+  /** Gets the staging bucket's origin (STAGING_UPLOAD_ORIGIN) for a page whose CSP must let browsers POST there; no permission. */
+  readonly stagingUploadOrigin?: boolean;
+  /** Seals (encrypt) or uses (decrypt) the Forge OAuth tokens tickets hold, with the deployment's KMS key. */
+  readonly forgeTokens?: 'encrypt' | 'decrypt';
 }
 
 /**
@@ -44,13 +51,14 @@ interface FunctionWiring {
  */
 const FUNCTION_WIRING: Record<string, FunctionWiring> = {
   descriptor: {},
-  editor: {},
+  // Serves the editor page, whose CSP names the bucket browsers POST big files to.
+  editor: { stagingUploadOrigin: true },
   health: { table: 'read' },
   'lifecycle-installed': { table: 'readWrite' },
   'lifecycle-uninstalled': { table: 'readWrite' },
   // Signs presigned POSTs for staged files (the signer needs s3:PutObject).
-  tickets: { table: 'readWrite', stagingBucket: 'write' },
-  uploads: { table: 'readWrite' },
+  tickets: { table: 'readWrite', stagingBucket: 'write', forgeTokens: 'encrypt' },
+  uploads: { table: 'readWrite', forgeTokens: 'decrypt' },
   // Checks the staged object (HEAD = s3:GetObject), deletes a mismatch, hands off to the staged relay.
   'uploads-complete': {
     table: 'readWrite',
@@ -61,6 +69,7 @@ const FUNCTION_WIRING: Record<string, FunctionWiring> = {
   // Streams the staged object to Confluence, then deletes it; not behind API Gateway.
   [STAGED_RELAY_HANDLER]: {
     table: 'readWrite',
+    forgeTokens: 'decrypt',
     stagingBucket: 'consume',
     timeout: Duration.minutes(15),
     // No automatic retry: a retry after a crash mid-upload could attach the
@@ -87,6 +96,7 @@ const ROUTE_AUTHENTICATION: Record<string, string> = {
   '/atlassian-connect.json': 'none by design: Confluence fetches the Connect descriptor unauthenticated; it is a static public document.',
   '/health': 'none by design: a liveness probe that answers only {"status":"ok"}.',
   '/editor': 'none by design: the iframe page is public; it obtains a context JWT from AP inside Confluence and sends it to /tickets.',
+  '/editor/{proxy+}': 'none by design: the editor page\'s static script and stylesheet (public, content-hashed); unknown names are 404.',
   '/lifecycle/installed': 'Connect signed-install JWT (RS256, key by kid from the install-keys CDN, aud = base URL, qsh); anything else is 401.',
   '/lifecycle/uninstalled': 'Connect signed-install JWT (RS256, key by kid from the install-keys CDN, aud = base URL, qsh); anything else is 401.',
   '/tickets': 'Connect context JWT (HS256 with the tenant secret, qsh) or a Forge Invocation Token (RS256 via JWKS); anything else is 401.',
@@ -129,6 +139,8 @@ export class RelayStack extends Stack {
     const baseUrl = this.api.baseUrl;
 
     const staging = new StagingBucket(this, 'Staging', { allowedOrigins: [baseUrl] });
+    // The presigned POST URLs the SDK makes are virtual-hosted and regional: https://<bucket>.s3.<region>.amazonaws.com/
+    const stagingOrigin = `https://${staging.bucket.bucketRegionalDomainName}`;
 
     const environment: Record<string, string> = {
       RELAY_BASE_URL: baseUrl,
@@ -146,6 +158,19 @@ export class RelayStack extends Stack {
       LOG_FILE_NAMES: String(config.logFileNames),
     };
 
+    // Forge tickets hold the user's or the app's OAuth token for their lifetime,
+    // encrypted with this key (bound to the ticket by the encryption context).
+    const forgeTokenKey =
+      config.forgeAppIds.length > 0
+        ? new kms.Key(this, 'ForgeTokenKey', {
+            description: 'Encrypts the Forge OAuth tokens upload tickets hold for at most their lifetime',
+            enableKeyRotation: true,
+            // Nothing sealed with it outlives a ticket by more than a day.
+            removalPolicy: RemovalPolicy.DESTROY,
+            pendingWindow: Duration.days(7),
+          })
+        : undefined;
+
     for (const handler of ALL_HANDLERS) {
       const wiring = FUNCTION_WIRING[handler];
       if (!wiring) {
@@ -153,9 +178,11 @@ export class RelayStack extends Stack {
           `functions/src/routes.ts has a handler "${handler}" that infra/lib/relay-stack.ts does not know: add it to FUNCTION_WIRING with the table/bucket access it needs.`,
         );
       }
+      // Generated sources (the editor's browser assets) are built by the same function npm start uses.
+      prepareHandlerSources(handler);
       const fn = new RelayFunction(this, pascalCase(handler), {
         handler,
-        environment: { ...environment, ...wiring.environment },
+        environment: { ...environment, ...wiring.environment, ...(wiring.stagingUploadOrigin ? { STAGING_UPLOAD_ORIGIN: stagingOrigin } : {}) },
         timeout: wiring.timeout,
         logRetention: config.logRetentionDays,
         tracing: config.tracing,
@@ -165,6 +192,13 @@ export class RelayStack extends Stack {
       if (wiring.table) fn.bindTable(table, wiring.table);
       if (wiring.stagingBucket) fn.bindBucket(staging.bucket, wiring.stagingBucket, STAGED_OBJECT_PREFIX);
       if (wiring.asyncInvoke) fn.function.configureAsyncInvoke(wiring.asyncInvoke);
+      if (wiring.forgeTokens && forgeTokenKey) {
+        // Exactly the one action each side needs (grantEncrypt would add ReEncrypt*/GenerateDataKey*).
+        fn.setEnv('TOKEN_KMS_KEY_ID', forgeTokenKey.keyArn);
+        fn.function.addToRolePolicy(
+          new iam.PolicyStatement({ actions: [wiring.forgeTokens === 'encrypt' ? 'kms:Encrypt' : 'kms:Decrypt'], resources: [forgeTokenKey.keyArn] }),
+        );
+      }
       if (wiring.every) {
         new events.Rule(this, `${pascalCase(handler)}Schedule`, {
           schedule: events.Schedule.rate(wiring.every),

@@ -37,7 +37,6 @@ async function upload(parts: UploadPart[], accountId = USER) {
 
 /** The attachments the page holds under `name`. */
 const stored = (name: string) => site.attachments(PAGE).filter((a) => a.title === name);
-const uploadRequests = () => standIn.requests.filter((r) => r.path.endsWith(uploadPath) && r.method !== 'GET').length;
 
 beforeAll(async () => {
   standIn = await startConfluenceStandIn({ appKey: 'confluence-upload-relay' });

@@ -1,25 +1,19 @@
+import { EDITOR_ASSETS } from '../../../web/generated/editor-assets';
+import { getConfig } from '../core/config';
+import { AppError } from '../core/errors';
 import { httpHandler } from '../core/handler';
+import { header } from '../core/http';
+import { editorAssetResponses, editorPage, loadEditorConfig } from '../editor/editor-page';
 
-const PAGE = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Upload files</title>
-<script src="https://connect-cdn.atl-paas.net/all.js" async></script>
-</head>
-<body>
-<main><h1>Upload files</h1><p>The upload editor is being built. Files can already be sent to the relay's <code>/tickets</code> and <code>/uploads</code> routes.</p></main>
-</body>
-</html>`;
+// Rendered once per container: the page depends only on the deployment's configuration.
+const page = editorPage(getConfig(), loadEditorConfig(), EDITOR_ASSETS);
+const assets = editorAssetResponses(EDITOR_ASSETS);
 
-/** `GET /editor`: the editor iframe page (placeholder until the editor lands). */
-export const handler = httpHandler('editor', async () => ({
-  statusCode: 200,
-  headers: {
-    'content-type': 'text/html; charset=utf-8',
-    'cache-control': 'no-cache',
-    'x-content-type-options': 'nosniff',
-    'content-security-policy': "default-src 'self'; script-src 'self' https://connect-cdn.atl-paas.net; frame-ancestors https://*.atlassian.net",
-  },
-  body: PAGE,
-}));
+/** `GET /editor` (the iframe page) and `GET /editor/{proxy+}` (its script and stylesheet). */
+export const handler = httpHandler('editor', async (event) => {
+  const file = event.pathParameters?.proxy;
+  if (file === undefined) return page;
+  const asset = assets.get(file);
+  if (!asset) throw new AppError(404, 'not_found', 'No such file.');
+  return asset(/\bgzip\b/.test(header(event, 'accept-encoding') ?? ''));
+});

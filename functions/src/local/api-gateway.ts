@@ -30,6 +30,52 @@ export function createApiGatewayServer(options: ApiGatewayEmulatorOptions): http
   });
 }
 
+/**
+ * API Gateway HTTP API route selection: an exact path wins, then paths with
+ * `{name}` variables (one segment each; more literal segments first), and a
+ * greedy `{name+}` (one or more trailing segments) only when nothing else
+ * matches. Path parameters are handed over as they appear in the path.
+ */
+export function matchRoute(
+  routes: readonly RouteDefinition[],
+  method: string,
+  path: string,
+): { route: RouteDefinition; pathParameters?: Record<string, string> } | undefined {
+  let best: { route: RouteDefinition; pathParameters?: Record<string, string>; rank: number } | undefined;
+  for (const route of routes) {
+    if (route.method !== method) continue;
+    const pathParameters = matchPath(route.path, path);
+    if (!pathParameters) continue;
+    const literalSegments = route.path.split('/').filter((segment) => !segment.startsWith('{')).length;
+    const rank = !route.path.includes('{') ? Infinity : route.path.includes('+}') ? -1 : literalSegments;
+    if (!best || rank > best.rank) best = { route, rank, pathParameters: Object.keys(pathParameters).length ? pathParameters : undefined };
+  }
+  return best && { route: best.route, pathParameters: best.pathParameters };
+}
+
+function matchPath(pattern: string, path: string): Record<string, string> | undefined {
+  const wanted = pattern.split('/');
+  const got = path.split('/');
+  const parameters: Record<string, string> = {};
+  for (const [i, segment] of wanted.entries()) {
+    const variable = /^\{(\w+)(\+?)\}$/.exec(segment);
+    if (variable?.[2]) {
+      const rest = got.slice(i).join('/');
+      if (i !== wanted.length - 1 || rest === '') return undefined;
+      parameters[variable[1]] = rest;
+      return parameters;
+    }
+    if (i >= got.length) return undefined;
+    if (variable) {
+      if (got[i] === '') return undefined;
+      parameters[variable[1]] = got[i];
+    } else if (segment !== got[i]) {
+      return undefined;
+    }
+  }
+  return wanted.length === got.length ? parameters : undefined;
+}
+
 function send(res: http.ServerResponse, status: number, body: Record<string, unknown>, requestId = randomUUID()): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'apigw-requestid': requestId });
@@ -79,7 +125,8 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, optio
   const requestId = randomUUID();
   const url = new URL(req.url ?? '/', 'http://localhost');
   const method = (req.method ?? 'GET').toUpperCase();
-  const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
+  const match = matchRoute(options.routes, method, url.pathname);
+  const route = match?.route;
 
   const body = await readBody(req);
   if (body === undefined) {
@@ -112,6 +159,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, optio
     cookies: cookies.length ? cookies : undefined,
     headers,
     queryStringParameters: Object.keys(query).length ? query : undefined,
+    pathParameters: match?.pathParameters,
     requestContext: {
       accountId: '000000000000',
       apiId: 'local',

@@ -47,6 +47,8 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
     cleanups.push(s3.close);
   }
   env.STAGING_BUCKET ??= 'upload-relay-staging';
+  // The editor page's CSP (connect-src) lets browsers POST staged files to the bucket, as the stack sets it in AWS.
+  env.STAGING_UPLOAD_ORIGIN ??= new URL(env.S3_ENDPOINT).origin;
   // Forge tokens held by tickets are sealed with a key generated for this run (KMS in AWS).
   if (!env.TOKEN_KMS_KEY_ID) env.TOKEN_ENCRYPTION_KEY ??= randomBytes(32).toString('base64');
   // The SDK needs a region and credentials; dynalite accepts any, s3rver only its own.
