@@ -27,6 +27,12 @@ export interface RelayDeploymentConfig {
   /** Forge app ids (ARIs) accepted as Forge Invocation Token audience; empty = Forge off. */
   readonly forgeAppIds: readonly string[];
   readonly allowedForgeApiHosts: readonly string[];
+  /**
+   * Browser origins other than the relay's own that may call it and POST to the
+   * staging bucket (Forge Custom UI is served from Atlassian's CDN).
+   * @default none
+   */
+  readonly corsAllowOrigins: readonly string[];
   readonly appKey: string;
   readonly appName: string;
   /** Where alarm notifications are e-mailed; undefined = no subscription. */
@@ -62,6 +68,7 @@ export const CONTEXT_DEFAULTS = Object.freeze({
   onNameConflict: 'version',
   forgeAppIds: '',
   allowedForgeApiHosts: 'api.atlassian.com',
+  corsAllowOrigins: '',
   appKey: 'confluence-upload-relay',
   appName: 'Upload relay',
   alarmEmail: '',
@@ -215,6 +222,12 @@ export function readRelayConfig(scope: Construct): RelayDeploymentConfig {
   const maxFileBytes = read.int('maxFileBytes', 1, CONFLUENCE_MAX_REQUEST_BYTES);
   const directMaxBytes = read.int('directMaxBytes', 1, LAMBDA_DIRECT_CEILING_BYTES);
 
+  const corsAllowOrigins = read.list('corsAllowOrigins');
+  for (const origin of corsAllowOrigins) {
+    if (!/^https:\/\/(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)+(:\d{1,5})?$/i.test(origin)) {
+      read.problems.push(`corsAllowOrigins must list https origins like "https://app.example.com" (a leading "*." is allowed), got ${JSON.stringify(origin)}`);
+    }
+  }
   const forgeAppIds = read.list('forgeAppIds');
   for (const id of forgeAppIds) {
     if (!/^ari:cloud:ecosystem::app\/[A-Za-z0-9-]+$/.test(id)) {
@@ -259,6 +272,7 @@ export function readRelayConfig(scope: Construct): RelayDeploymentConfig {
     onNameConflict: read.oneOf('onNameConflict', ['version', 'rename', 'fail'] as const),
     forgeAppIds,
     allowedForgeApiHosts: read.hostPatterns('allowedForgeApiHosts', true),
+    corsAllowOrigins,
     appKey,
     appName,
     alarmEmail: alarmEmail || undefined,
@@ -278,5 +292,6 @@ export function readRelayConfig(scope: Construct): RelayDeploymentConfig {
     allowedTenantHosts: Object.freeze([...config.allowedTenantHosts]),
     forgeAppIds: Object.freeze([...config.forgeAppIds]),
     allowedForgeApiHosts: Object.freeze([...config.allowedForgeApiHosts]),
+    corsAllowOrigins: Object.freeze([...config.corsAllowOrigins]),
   });
 }

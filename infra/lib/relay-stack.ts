@@ -135,10 +135,11 @@ export class RelayStack extends Stack {
       throttleBurstLimit: config.throttleBurstLimit,
       accessLogRetention: config.logRetentionDays,
       customDomain: config.customDomain,
+      corsAllowOrigins: [...config.corsAllowOrigins],
     });
     const baseUrl = this.api.baseUrl;
 
-    const staging = new StagingBucket(this, 'Staging', { allowedOrigins: [baseUrl] });
+    const staging = new StagingBucket(this, 'Staging', { allowedOrigins: [baseUrl, ...config.corsAllowOrigins] });
     // The presigned POST URLs the SDK makes are virtual-hosted and regional: https://<bucket>.s3.<region>.amazonaws.com/
     const stagingOrigin = `https://${staging.bucket.bucketRegionalDomainName}`;
 

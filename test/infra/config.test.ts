@@ -35,6 +35,7 @@ describe('deployment configuration (CDK context)', () => {
       allowedForgeApiHosts: ['api.atlassian.com'],
       appKey: 'confluence-upload-relay',
       appName: 'Upload relay',
+      corsAllowOrigins: [],
       alarmEmail: undefined,
       customDomain: undefined,
       tableDeletionProtection: true,

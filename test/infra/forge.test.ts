@@ -58,3 +58,21 @@ describe('without Forge', () => {
     synth({ forgeAppIds: '' }).template.resourceCountIs('AWS::KMS::Key', 0);
   });
 });
+
+describe('cross-origin callers (Forge Custom UI)', () => {
+  it('lets the configured origins call the API and POST to the staging bucket', () => {
+    const origin = 'https://abc123.cdn.prod.atlassian-dev.net';
+    const { template } = synth({ forgeAppIds: APP_ID, corsAllowOrigins: origin });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+      CorsConfiguration: { AllowOrigins: [origin], AllowMethods: ['GET', 'POST'], AllowHeaders: ['authorization', 'content-type'] },
+    });
+    const bucket = Object.values(template.toJSON().Resources as Record<string, any>).find(
+      (r) => r.Type === 'AWS::S3::Bucket' && r.Properties?.CorsConfiguration,
+    );
+    expect(JSON.stringify(bucket.Properties.CorsConfiguration)).toContain(origin);
+  });
+
+  it('refuses an origin that is not https', () => {
+    expect(() => synth({ corsAllowOrigins: 'http://insecure.example.com' })).toThrow('corsAllowOrigins');
+  });
+});
