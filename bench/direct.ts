@@ -40,6 +40,7 @@ async function main(): Promise<void> {
   site.addPage(PAGE);
   const relay = await startRelayProcess({
     CONNECT_INSTALL_KEYS_URL: standIn.installKeysUrl,
+    OAUTH_TOKEN_URL: standIn.oauthTokenUrl,
     ALLOWED_TENANT_HOSTS: '127.0.0.1',
     ALLOW_HTTP_TENANTS: 'true',
     ON_NAME_CONFLICT: 'fail',

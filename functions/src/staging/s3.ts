@@ -3,6 +3,8 @@ import { createPresignedPost } from '@aws-sdk/s3-presigned-post';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { RelayConfig } from '../core/config';
+import { AppError } from '../core/errors';
+import { isTransientAwsError } from '../store/dynamo';
 
 /**
  * The staging bucket: where files too big for one Lambda request wait, for
@@ -36,15 +38,45 @@ export interface StagingBucket {
 
 let cachedClient: S3Client | undefined;
 
-function s3Client(config: Pick<RelayConfig, 's3Endpoint'>): S3Client {
-  cachedClient ??= new S3Client({
+/** Per-attempt socket timeout when the configuration does not say (API_CALL_TIMEOUT_MS's default). */
+const DEFAULT_S3_TIMEOUT_MS = 5_000;
+
+type S3Config = Pick<RelayConfig, 's3Endpoint'> & Partial<Pick<RelayConfig, 'apiCallTimeoutMs'>>;
+
+/**
+ * The process-wide S3 client. A connection that makes no progress for
+ * `apiCallTimeoutMs` is dropped (the SDK has no timeout of its own, and a hung
+ * GET would hold the staged relay for its whole 15 minutes); what still fails
+ * after the SDK's retries leaves as `503 staging_unavailable`.
+ */
+function s3Client(config: S3Config): S3Client {
+  if (cachedClient) return cachedClient;
+  const timeoutMs = config.apiCallTimeoutMs ?? DEFAULT_S3_TIMEOUT_MS;
+  const client = new S3Client({
     ...(config.s3Endpoint ? { endpoint: config.s3Endpoint, forcePathStyle: true } : {}),
     // Default checksums would sign an empty-body CRC into presigned requests and
     // send streams aws-chunked; neither is wanted here (aws.md §4, §7).
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: { connectionTimeout: timeoutMs, socketTimeout: timeoutMs },
   });
-  return cachedClient;
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        return await next(args);
+      } catch (error) {
+        if (error instanceof AppError || !isTransientAwsError(error)) throw error;
+        throw new AppError(503, 'staging_unavailable', 'The staging bucket cannot be reached; try again later.', {
+          cause: error,
+          headers: { 'retry-after': '5' },
+          reason: `staging_${(error as Error).name}`,
+        });
+      }
+    },
+    { step: 'initialize', name: 'stagingUnavailable' },
+  );
+  cachedClient = client;
+  return client;
 }
 
 function isNotFound(error: unknown): boolean {
@@ -53,7 +85,7 @@ function isNotFound(error: unknown): boolean {
   return name === 'NotFound' || name === 'NoSuchKey' || status === 404;
 }
 
-export function s3StagingBucket(config: Pick<RelayConfig, 's3Endpoint'>, bucket: string): StagingBucket {
+export function s3StagingBucket(config: S3Config, bucket: string): StagingBucket {
   const client = s3Client(config);
   return {
     newKey(tenantId, ticketHash) {

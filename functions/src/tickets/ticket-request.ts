@@ -28,6 +28,10 @@ function validateName(name: unknown, limits: UploadLimits): string {
   if (FORBIDDEN_NAME_CHARS.test(name) || name === '.' || name === '..') {
     throw badRequest('bad_file_name', 'File names may not contain control characters, slashes or backslashes.');
   }
+  if (/[\uD800-\uDFFF]/u.test(name)) {
+    // A lone surrogate has no UTF-8 form: the name could never match the part's filename.
+    throw badRequest('bad_file_name', 'File names must be valid Unicode text.');
+  }
   if (name.normalize('NFC') !== name) {
     // Different byte sequences for the same visible name would defeat the per-ticket binding.
     throw badRequest('bad_file_name', 'File names must be in Unicode normal form C.');

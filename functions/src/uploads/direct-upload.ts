@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { AppError, badRequest } from '../core/errors';
+import { describeError, logger } from '../core/logger';
 import { UpstreamError } from '../confluence/client';
 import type { RelayFileOptions } from './relay-file';
 import type { Tenant, TenantStore } from '../store/tenant-store';
@@ -131,14 +132,17 @@ export async function relayDirectUpload(request: DirectUploadRequest, deps: Dire
   // Claim every file first, so that a concurrent duplicate fails before any byte moves.
   const results = new Map<number, AttachmentResult>();
   const claimed: number[] = [];
-  for (const file of planned) {
-    const claim = await deps.tickets.claimFile(ticket, file.index, deps.leaseSeconds, deps.nowSeconds());
-    if (claim.state === 'claimed') claimed.push(file.index);
-    else if (claim.state === 'done') results.set(file.index, claim.result);
-    else {
-      await Promise.allSettled(claimed.map((index) => deps.tickets.releaseFile(ticket, index)));
-      throw new AppError(409, 'already_uploaded', 'This file is being uploaded by another request.');
+  try {
+    for (const file of planned) {
+      const claim = await deps.tickets.claimFile(ticket, file.index, deps.leaseSeconds, deps.nowSeconds());
+      if (claim.state === 'claimed') claimed.push(file.index);
+      else if (claim.state === 'done') results.set(file.index, claim.result);
+      else throw new AppError(409, 'already_uploaded', 'This file is being uploaded by another request.');
     }
+  } catch (error) {
+    // A conflict or a store failure half-way: the claims already taken are given back.
+    await Promise.allSettled(claimed.map((index) => deps.tickets.releaseFile(ticket, index)));
+    throw error;
   }
 
   const pending = new Set(claimed);
@@ -148,20 +152,28 @@ export async function relayDirectUpload(request: DirectUploadRequest, deps: Dire
       if (!pending.has(file.index)) continue;
       const declared = ticket.files[file.index];
       const withComment = { ...ticket, comment: fields.comment ?? ticket.comment, minorEdit: fields.minorEdit ?? ticket.minorEdit };
+      let result: AttachmentResult;
       try {
-        const result = await deps.relay(tenant, withComment, declared, (consume) =>
+        result = await deps.relay(tenant, withComment, declared, (consume) =>
           withFilePart(request, deps.limits, file.index, ticket.files, consume),
         );
-        pending.delete(file.index);
-        bytesRelayed += declared.size;
-        results.set(file.index, result);
-        await deps.tickets.completeFile(ticket, file.index, result);
       } catch (error) {
         // Only a failure that certainly created nothing frees the file for another try;
         // an ambiguous one keeps its claim until the lease runs out.
         pending.delete(file.index);
         if (!(error instanceof UpstreamError) || error.definite) await deps.tickets.releaseFile(ticket, file.index);
         throw error;
+      }
+      pending.delete(file.index);
+      bytesRelayed += declared.size;
+      results.set(file.index, result);
+      try {
+        await deps.tickets.completeFile(ticket, file.index, result);
+      } catch (error) {
+        // Confluence has the file: the browser must hear so, or it would send it
+        // again. Without the result in the ledger the claim simply stays in flight
+        // until its lease runs out, so a replay meanwhile is a 409, never a copy.
+        logger.warn('ledger write failed after upload', { code: error instanceof AppError ? error.code : 'internal_error', error: describeError(error) });
       }
     }
   } finally {
