@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     Object.assign(process.env, {
       DYNAMODB_ENDPOINT: dynamo.endpoint, TABLE_NAME: 'bench', AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x',
       ALLOWED_TENANT_HOSTS: '127.0.0.1', ALLOW_HTTP_TENANTS: 'true', RELAY_BASE_URL: 'http://localhost:3000', ON_NAME_CONFLICT: 'fail',
-      POWERTOOLS_LOG_LEVEL: 'WARN',
+      POWERTOOLS_LOG_LEVEL: 'WARN', POWERTOOLS_METRICS_DISABLED: 'true',
     });
     await ensureTable(dynamo.endpoint, 'bench');
     await dynamoTenantStore(documentClient({ dynamodbEndpoint: dynamo.endpoint }), 'bench').put({

@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       DYNAMODB_ENDPOINT: dynamo.endpoint, TABLE_NAME: 'bench', AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: S3RVER_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: S3RVER_CREDENTIALS.secretAccessKey,
       ALLOWED_TENANT_HOSTS: '127.0.0.1', ALLOW_HTTP_TENANTS: 'true', RELAY_BASE_URL: 'http://localhost:3000',
-      UPLOAD_AS: 'app', ON_NAME_CONFLICT: 'fail', POWERTOOLS_LOG_LEVEL: 'WARN', MAX_FILE_BYTES: String(1024 * MiB),
+      UPLOAD_AS: 'app', ON_NAME_CONFLICT: 'fail', POWERTOOLS_LOG_LEVEL: 'WARN', POWERTOOLS_METRICS_DISABLED: 'true', MAX_FILE_BYTES: String(1024 * MiB),
       UPSTREAM_TIMEOUT_MS: '600000',
     });
     await ensureTable(dynamo.endpoint, 'bench');

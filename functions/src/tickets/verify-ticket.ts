@@ -20,10 +20,10 @@ export async function verifyTicket(
   deps: { tenants: TenantStore; tickets: TicketStore; nowSeconds: () => number },
 ): Promise<VerifiedTicket> {
   const { tenantId, ticketHash } = parseTicketToken(tokenFromAuthorization(authorization, 'Bearer'));
-  const ticket = await deps.tickets.get(tenantId, ticketHash);
+  // Both reads depend only on the ticket string: run them together.
+  const [ticket, tenant] = await Promise.all([deps.tickets.get(tenantId, ticketHash), deps.tenants.get(tenantId)]);
   if (!ticket) throw unauthorized('unknown_ticket');
   if (deps.nowSeconds() >= ticket.expiresAt) throw unauthorized('ticket_expired');
-  const tenant = await deps.tenants.get(tenantId);
   // A Connect ticket dies with its tenant (uninstall); a Forge ticket carries its own grant.
   if (!tenant && !ticket.forge) throw unauthorized('tenant_gone');
   return { ticket, tenant, tenantId };
