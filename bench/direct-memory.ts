@@ -15,8 +15,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { SymmetricAlgorithm, encodeSymmetric } from 'atlassian-jwt';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { buildHandlers } from '../functions/src/local/build';
@@ -24,12 +22,11 @@ import { ensureTable, startDynalite } from '../functions/src/local/dynamodb-loca
 import { dynamoTenantStore } from '../functions/src/store/tenant-store';
 import { documentClient } from '../functions/src/store/dynamo';
 import { MiB } from './stats';
+import { sampleRss } from './rss';
 import { muteSdkNodeVersionWarning } from '../functions/src/local/quiet';
 
 muteSdkNodeVersionWarning();
 
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as () => void;
 
 type Handler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyStructuredResultV2>;
 const FILE_BYTES = 4 * MiB;
@@ -101,17 +98,10 @@ async function main(): Promise<void> {
       ]);
       const uploadEvent = event('POST', '/uploads', { authorization: `Bearer ${ticket}`, 'content-type': `multipart/form-data; boundary=${boundary}` }, multipart, true);
       multipart = undefined; // only the event (as the Lambda runtime holds it) stays
-      gc();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      gc();
-      const baseline = process.memoryUsage.rss();
-      let peak = baseline;
-      const sampler = setInterval(() => {
-        peak = Math.max(peak, process.memoryUsage.rss());
-      }, 1);
-      const result = await uploads(uploadEvent, context());
-      clearInterval(sampler);
-      peak = Math.max(peak, process.memoryUsage.rss());
+      let result: APIGatewayProxyStructuredResultV2 = { statusCode: 0 };
+      const { baselineBytes: baseline, peakBytes: peak } = await sampleRss(async () => {
+        result = await uploads(uploadEvent, context());
+      });
       if (result.statusCode !== 200) throw new Error(`upload failed: ${result.statusCode} ${result.body}`);
       // The first run loads code paths (lazy module init); it is reported but not counted.
       samples.push({ label: run === 0 ? 'warm-up' : `run ${run}`, ratio: (peak - baseline) / fileBytes, peakMiB: peak / MiB, baselineMiB: baseline / MiB });

@@ -10,8 +10,6 @@ import readline from 'node:readline';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { randomUUID } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -26,30 +24,23 @@ import { documentClient } from '../functions/src/store/dynamo';
 import { dynamoTenantStore } from '../functions/src/store/tenant-store';
 import { dynamoTicketStore } from '../functions/src/store/ticket-store';
 import { MiB } from './stats';
+import { sampleRss } from './rss';
 
 muteSdkNodeVersionWarning();
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as () => void;
 
 const jobs = JSON.parse(process.env.BENCH_JOBS ?? '[]') as Array<{ sizeMiB: number; relayKey: string; baselineKey: string }>;
 let site: { baseUrl: string; clientKey: string; sharedSecret: string };
 const BUCKET = process.env.STAGING_BUCKET as string;
 
+/** Time and peak RSS growth of one run (bench/rss.ts). */
 async function measure(run: () => Promise<void>): Promise<{ ms: number; rssGrowthMiB: number }> {
-  gc();
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  gc();
-  const baseline = process.memoryUsage.rss();
-  let peak = baseline;
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage.rss());
-  }, 1);
-  const started = performance.now();
-  await run();
-  const ms = performance.now() - started;
-  clearInterval(sampler);
-  peak = Math.max(peak, process.memoryUsage.rss());
-  return { ms, rssGrowthMiB: (peak - baseline) / MiB };
+  let ms = 0;
+  const { baselineBytes, peakBytes } = await sampleRss(async () => {
+    const started = performance.now();
+    await run();
+    ms = performance.now() - started;
+  });
+  return { ms, rssGrowthMiB: (peakBytes - baselineBytes) / MiB };
 }
 
 /** The baseline: S3 download → a hand-written multipart envelope → one POST to the stand-in, as the app. */

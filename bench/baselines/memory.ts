@@ -1,40 +1,10 @@
-/** Shared by the memory workers: RSS sampling exactly as bench/direct-memory.ts does it. */
+/** Shared by the memory workers: the RSS sampler (bench/rss.ts), the stand-in and the upload client as child processes. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
-import v8 from 'node:v8';
-import vm from 'node:vm';
-
-v8.setFlagsFromString('--expose-gc');
-const gc = vm.runInNewContext('gc') as () => void;
-
 export const TSX = path.join(__dirname, '..', '..', 'node_modules', 'tsx', 'dist', 'cli.mjs');
 
-export interface MemorySample {
-  /** RSS after two GCs, before the upload(s) started. */
-  baselineBytes: number;
-  /** Highest RSS seen while they ran (sampled every millisecond). */
-  peakBytes: number;
-}
-
-/** Two GCs and a pause, then RSS sampled every millisecond while `run` runs. */
-export async function sampleRss(run: () => Promise<void>): Promise<MemorySample> {
-  gc();
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  gc();
-  const baselineBytes = process.memoryUsage.rss();
-  let peakBytes = baselineBytes;
-  const sampler = setInterval(() => {
-    peakBytes = Math.max(peakBytes, process.memoryUsage.rss());
-  }, 1);
-  try {
-    await run();
-  } finally {
-    clearInterval(sampler);
-  }
-  peakBytes = Math.max(peakBytes, process.memoryUsage.rss());
-  return { baselineBytes, peakBytes };
-}
+export { sampleRss, type MemorySample } from '../rss';
 
 export interface StandInSite {
   origin: string;

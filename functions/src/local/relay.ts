@@ -7,7 +7,7 @@ import { ensureTable, startDynalite } from './dynamodb-local';
 import { ROUTES, STAGED_RELAY_HANDLER } from '../routes';
 import { S3RVER_CREDENTIALS, ensureBucket, startS3rver } from './s3-local';
 import { startLambdaInvokeEmulator, type AsyncHandler } from './lambda-invoke';
-import { muteSdkNodeVersionWarning } from './quiet';
+import { runUntilSignalled } from './run-until-signalled';
 
 export interface LocalRelay {
   url: string;
@@ -99,23 +99,6 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
   };
 }
 
-async function main(): Promise<void> {
-  muteSdkNodeVersionWarning();
-  const relay = await startLocalRelay();
-  process.stdout.write(`Relay listening on ${relay.url} (health: ${relay.url}/health)\n`);
-  const stop = () => {
-    relay.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-}
-
 if (require.main === module) {
-  main().catch((error: Error) => {
-    process.stderr.write(`Relay failed to start: ${error.message}\n`);
-    process.exit(1);
-  });
+  runUntilSignalled('Relay', () => startLocalRelay(), (relay) => [`Relay listening on ${relay.url} (health: ${relay.url}/health)`]);
 }

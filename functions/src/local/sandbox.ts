@@ -2,7 +2,7 @@ import { startConfluenceStandIn } from '../../../test/confluence-stand-in/stand-
 import type { ConfluenceStandIn, Site } from '../../../test/confluence-stand-in/types';
 import { startLocalRelay, type LocalRelay } from './relay';
 import { sandboxPages, type SandboxUser } from './sandbox-pages';
-import { muteSdkNodeVersionWarning } from './quiet';
+import { runUntilSignalled } from './run-until-signalled';
 
 /**
  * `npm start`: the whole loop on this machine. The relay exactly as
@@ -95,30 +95,10 @@ export async function startSandbox(env: NodeJS.ProcessEnv = process.env): Promis
   }
 }
 
-async function main(): Promise<void> {
-  muteSdkNodeVersionWarning();
-  const sandbox = await startSandbox();
-  process.stdout.write(
-    [
-      `Relay listening on ${sandbox.relay.url} (health: ${sandbox.relay.url}/health)`,
-      `Confluence stand-in on ${sandbox.standIn.origin}, app installed on ${sandbox.site.baseUrl}`,
-      `Sandbox ready: open ${sandbox.url}`,
-      '',
-    ].join('\n'),
-  );
-  const stop = () => {
-    sandbox.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-}
-
 if (require.main === module) {
-  main().catch((error: Error) => {
-    process.stderr.write(`Sandbox failed to start: ${error.message}\n`);
-    process.exit(1);
-  });
+  runUntilSignalled('Sandbox', () => startSandbox(), (sandbox) => [
+    `Relay listening on ${sandbox.relay.url} (health: ${sandbox.relay.url}/health)`,
+    `Confluence stand-in on ${sandbox.standIn.origin}, app installed on ${sandbox.site.baseUrl}`,
+    `Sandbox ready: open ${sandbox.url}`,
+  ]);
 }
