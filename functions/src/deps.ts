@@ -110,7 +110,13 @@ export function buildDeps(config: RelayConfig = getConfig()) {
    * `deadlineMs`, and what Confluence taught us about the site's size limit.
    */
   function fileRelay(options: { deadlineMs: number; onIdentity?(kind: 'user' | 'app'): void }) {
-    return async (tenant: Tenant | undefined, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult> => {
+    return async (
+      tenant: Tenant | undefined,
+      ticket: TicketRecord,
+      file: DeclaredFile,
+      open: RelayFileOptions['open'],
+      gate?: RelayFileOptions['gate'],
+    ): Promise<AttachmentResult> => {
       const { identity, app } = await accessFor(tenant, ticket);
       options.onIdentity?.(identity.kind);
       const result = await relayFile({
@@ -122,6 +128,7 @@ export function buildDeps(config: RelayConfig = getConfig()) {
         minorEdit: ticket.minorEdit,
         policy: config.onNameConflict,
         open,
+        gate,
         upload: timedUpload,
         deadlineMs: options.deadlineMs,
         uploadTimeoutMs: config.upstreamTimeoutMs,

@@ -317,6 +317,75 @@ describe('direct uploads', () => {
     });
   });
 
+  describe('one pass: a lone file streams while the rest of the body is checked', () => {
+    const PART_HEAD = (boundary: string, name: string) =>
+      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+    const uploadRequests = () => standIn.requests.filter((r) => r.path.endsWith(`/content/${PAGE}/child/attachment`) && r.method !== 'GET');
+
+    it('sends a lone file to Confluence once, in one request', async () => {
+      const part = { name: 'lone.bin', bytes: fileBytes(600_000) };
+      const sent = uploadRequests().length;
+      await uploadAndCheck([part]);
+      expect(uploadRequests().slice(sent).map((r) => r.status)).toEqual([200]);
+    });
+
+    it('text parts after the file: the begun request is cut short, and the file goes again with the comment, once', async () => {
+      const bytes = fileBytes(300_000);
+      const boundary = `b${randomUUID()}`;
+      const body = Buffer.concat([
+        Buffer.from(PART_HEAD(boundary, 'late-comment.bin')),
+        bytes,
+        Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="comment"\r\n\r\nsent after the file\r\n--${boundary}--\r\n`),
+      ]);
+      const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'late-comment.bin', size: bytes.length }]);
+      const sent = uploadRequests().length;
+      const response = await client.uploadRaw(ticket, body, `multipart/form-data; boundary=${boundary}`);
+      expect(response.status).toBe(200);
+      const stored = site.attachments(PAGE).filter((a) => a.title === 'late-comment.bin');
+      expect(stored).toEqual([expect.objectContaining({ comment: 'sent after the file', version: 1, sha256: sha256(bytes) })]);
+      // Answered exactly once; the request begun before the comment was seen (if it got through at all) never was.
+      const statuses = uploadRequests().slice(sent).map((r) => r.status);
+      expect(statuses.filter((status) => status === 200)).toHaveLength(1);
+      expect(statuses.filter((status) => status !== 200)).toEqual(statuses.length === 2 ? [0] : []);
+    });
+
+    it('an unexpected part after a good file part: 400 for the whole request, nothing stored', async () => {
+      const before = attachmentCount();
+      const bytes = fileBytes(200_000);
+      const boundary = `b${randomUUID()}`;
+      const body = Buffer.concat([
+        Buffer.from(PART_HEAD(boundary, 'then-junk.bin')),
+        bytes,
+        Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="junk"\r\n\r\n1\r\n--${boundary}--\r\n`),
+      ]);
+      const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'then-junk.bin', size: bytes.length }]);
+      const sent = uploadRequests().length;
+      await expectError(await client.uploadRaw(ticket, body, `multipart/form-data; boundary=${boundary}`), 400, 'unexpected_part');
+      expect(attachmentCount()).toBe(before);
+      expect(uploadRequests().slice(sent).every((r) => r.status === 0)).toBe(true);
+    });
+
+    it('a broken body after a good file part: 400, and the request begun for the file stores nothing', async () => {
+      const before = attachmentCount();
+      const bytes = fileBytes(300_000);
+      const boundary = `b${randomUUID()}`;
+      // The file part is whole; what follows it is a part cut off without its close delimiter.
+      const body = Buffer.concat([
+        Buffer.from(PART_HEAD(boundary, 'broken-tail.bin')),
+        bytes,
+        Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="comment"\r\n\r\nunfinished`),
+      ]);
+      const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'broken-tail.bin', size: bytes.length }]);
+      const sent = uploadRequests().length;
+      await expectError(await client.uploadRaw(ticket, body, `multipart/form-data; boundary=${boundary}`), 400, 'bad_multipart');
+      expect(attachmentCount()).toBe(before);
+      expect(uploadRequests().slice(sent).every((r) => r.status === 0)).toBe(true);
+      // Nothing was stored, so the file may be sent again on the same ticket.
+      expect((await client.upload(ticket, [{ name: 'broken-tail.bin', bytes }])).status).toBe(200);
+      expect(site.attachments(PAGE).filter((a) => a.title === 'broken-tail.bin')).toEqual([expect.objectContaining({ sha256: sha256(bytes) })]);
+    });
+  });
+
   it('a request body too large for one Lambda invocation: 413 from the gateway', async () => {
     const part = { name: 'too-big.bin', bytes: fileBytes(4_800_000) };
     const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'small.bin', size: 10 }]);

@@ -57,12 +57,16 @@ it('rename: stores copies as "name (2).ext", "name (3).ext" and says so', async 
   expect(titles()).toEqual(['report (2).pdf', 'report (3).pdf', 'report.pdf']);
 });
 
-it('fail: refuses an existing name with 409 name_conflict before sending any byte', async () => {
+it('fail: refuses an existing name with 409 name_conflict; the upload begun alongside the look-up is cut short and stores nothing', async () => {
   await relay('unique.txt', randomBytes(5), 'fail');
-  const uploadsBefore = standIn.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/child/attachment')).length;
+  const uploads = () => standIn.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/child/attachment'));
+  const uploadsBefore = uploads().length;
   await expect(relay('unique.txt', randomBytes(6), 'fail')).rejects.toMatchObject({ status: 409, code: 'name_conflict' });
-  expect(standIn.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/child/attachment')).length).toBe(uploadsBefore);
-  expect(site.attachments(PAGE).filter((a) => a.title === 'unique.txt')).toHaveLength(1);
+  // At most the one attempt, and Confluence never answered it: it never got its whole body.
+  const begun = uploads().slice(uploadsBefore);
+  expect(begun.length).toBeLessThanOrEqual(1);
+  for (const request of begun) expect(request.status).toBe(0);
+  expect(site.attachments(PAGE).filter((a) => a.title === 'unique.txt')).toEqual([expect.objectContaining({ fileSize: 5, version: 1 })]);
 });
 
 it("fail: a name taken between the look-up and the upload becomes 409 (Confluence's duplicate-name 400)", async () => {

@@ -33,6 +33,12 @@ export interface UploadOptions {
   /** `PUT` creates or adds a version; `POST` only creates (400 on an existing name). */
   method: 'POST' | 'PUT';
   timeoutMs: number;
+  /**
+   * Awaited after the file's bytes and before the closing boundary: a
+   * rejection cuts the request short (it never reaches its Content-Length,
+   * so Confluence cannot store it) and is what the upload fails with.
+   */
+  beforeEnd?(): Promise<void>;
 }
 
 /**
@@ -98,7 +104,13 @@ export function multipartEnvelope(file: UploadFile, comment: string | undefined,
   return { boundary, head, tail, contentLength: head.length + file.size + tail.length };
 }
 
-async function* framed(head: Buffer, body: AsyncIterable<Buffer>, size: number, tail: Buffer): AsyncGenerator<Buffer> {
+async function* framed(
+  head: Buffer,
+  body: AsyncIterable<Buffer>,
+  size: number,
+  tail: Buffer,
+  beforeEnd?: () => Promise<void>,
+): AsyncGenerator<Buffer> {
   yield head;
   let sent = 0;
   for await (const chunk of body) {
@@ -109,6 +121,7 @@ async function* framed(head: Buffer, body: AsyncIterable<Buffer>, size: number, 
     yield chunk;
   }
   if (sent !== size) throw new AppError(400, 'size_mismatch', 'The file is smaller than declared on the ticket.');
+  await beforeEnd?.();
   yield tail;
 }
 
@@ -221,12 +234,14 @@ export async function uploadAttachment(options: UploadOptions): Promise<Attachme
   const responded = new Promise<http.IncomingMessage>((resolve, reject) => {
     request.once('response', resolve);
     request.once('error', reject);
+    // pipeline() ends a failed request with abort(), which closes it without an 'error'.
+    request.once('close', () => reject(new Error('request closed before an answer')));
   });
   // Confluence may answer (403, 404, 429...) before it has read the body; keep that answer.
   responded.catch(() => undefined);
 
   try {
-    const sending = pipeline(framed(envelope.head, options.body as AsyncIterable<Buffer>, file.size, envelope.tail), request).then(
+    const sending = pipeline(framed(envelope.head, options.body as AsyncIterable<Buffer>, file.size, envelope.tail, options.beforeEnd), request).then(
       () => {
         bodySent = true;
       },

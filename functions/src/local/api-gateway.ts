@@ -121,6 +121,19 @@ function lambdaContext(functionName: string, requestId: string, deadline: number
   };
 }
 
+/**
+ * The size of `JSON.stringify(event)` without building it: base64 needs no
+ * escaping, so a multi-megabyte body is counted, not copied.
+ */
+export function serializedBytes(event: APIGatewayProxyEventV2): number {
+  const { body, ...rest } = event;
+  const restBytes = Buffer.byteLength(JSON.stringify(rest));
+  if (body === undefined) return restBytes;
+  const bodyBytes = event.isBase64Encoded ? body.length + 2 : Buffer.byteLength(JSON.stringify(body));
+  // `{...}` gains `,"body":<body>` (the rest is never empty).
+  return restBytes + ',"body":'.length + bodyBytes;
+}
+
 async function handle(req: http.IncomingMessage, res: http.ServerResponse, options: ApiGatewayEmulatorOptions, timeoutMs: number) {
   const requestId = randomUUID();
   const url = new URL(req.url ?? '/', 'http://localhost');
@@ -183,7 +196,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, optio
   };
 
   // Lambda refuses an invoke whose serialized event exceeds 6 MB (aws.md §9).
-  if (Buffer.byteLength(JSON.stringify(event)) > LAMBDA_MAX_EVENT_BYTES) {
+  if (serializedBytes(event) > LAMBDA_MAX_EVENT_BYTES) {
     send(res, 413, awsError('Request Entity Too Large', 'payload_too_large', 'The request is larger than one Lambda invocation accepts.'), requestId);
     return;
   }

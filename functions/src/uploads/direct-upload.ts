@@ -1,18 +1,19 @@
 import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { AppError, badRequest } from '../core/errors';
 import { describeError, logger } from '../core/logger';
 import { UpstreamError } from '../confluence/client';
 import type { RelayFileOptions } from './relay-file';
 import type { Tenant, TenantStore } from '../store/tenant-store';
-import type { AttachmentResult, DeclaredFile, TicketRecord, TicketStore } from '../store/ticket-store';
-import { verifyTicket } from '../tickets/verify-ticket';
+import type { AttachmentResult, ClaimOutcome, DeclaredFile, TicketRecord, TicketStore } from '../store/ticket-store';
+import { verifyTicket, type VerifiedTicket } from '../tickets/verify-ticket';
 import type { UploadLimits } from './limits';
-import { parseMultipart, type MultipartLimits } from './multipart';
+import { parseMultipart, type FilePartInfo, type MultipartLimits } from './multipart';
 
 export interface DirectUploadRequest {
   authorization: string | undefined;
   contentType: string | undefined;
-  /** A fresh stream of the request body each time it is called (the body is parsed twice). */
+  /** A fresh stream of the request body each time it is called (a retry, or a multi-file body, reads it again). */
   body: () => Readable;
 }
 
@@ -24,7 +25,13 @@ export interface DirectUploadDeps {
   /** How long an in-flight claim is held before another invocation may take it over. */
   leaseSeconds: number;
   /** Relays one file (identity, conflict policy, retries); see relay-file.ts. */
-  relay(tenant: Tenant | undefined, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult>;
+  relay(
+    tenant: Tenant | undefined,
+    ticket: TicketRecord,
+    file: DeclaredFile,
+    open: RelayFileOptions['open'],
+    gate?: RelayFileOptions['gate'],
+  ): Promise<AttachmentResult>;
 }
 
 export interface DirectUploadOutcome {
@@ -61,6 +68,32 @@ export function findDeclared(files: readonly DeclaredFile[], filename: string): 
 /** Part types a browser may send for a file whose declared type it did not know. */
 const GENERIC_TYPES = new Set(['application/octet-stream', '']);
 
+interface Fields {
+  comment?: string;
+  minorEdit?: boolean;
+}
+
+/** Checks a file part's name and type against the ticket; `taken` are the declared files already in the body. */
+function checkFilePart(info: FilePartInfo, ticket: TicketRecord, taken: readonly PlannedFile[]): PlannedFile {
+  if (info.fieldName !== 'file') throw badRequest('unexpected_part', 'File parts must be named "file".');
+  const index = findDeclared(ticket.files, info.filename);
+  if (index < 0) throw badRequest('undeclared_file', 'The request contains a file that is not on the ticket.');
+  if (taken.some((file) => file.index === index)) throw badRequest('duplicate_file', 'A file appears twice in the request.');
+  const declared = ticket.files[index];
+  const mimeType = info.mimeType.toLowerCase();
+  if (!GENERIC_TYPES.has(mimeType) && mimeType !== declared.type) {
+    throw badRequest('type_mismatch', 'A file has another type than declared on the ticket.');
+  }
+  return { index, declared, mimeType };
+}
+
+function readField(fields: Fields, name: string, value: string, truncated: boolean): void {
+  if (truncated) throw badRequest('bad_request', 'A text part is too long.');
+  if (name === 'comment') fields.comment = value;
+  else if (name === 'minorEdit' && (value === 'true' || value === 'false')) fields.minorEdit = value === 'true';
+  else throw badRequest('unexpected_part', `Unexpected part "${name}".`);
+}
+
 /**
  * First pass over the body: parse it completely, discarding file bytes, and
  * check every part against the ticket before anything is sent to Confluence.
@@ -69,29 +102,18 @@ const GENERIC_TYPES = new Set(['application/octet-stream', '']);
  */
 async function planUpload(request: DirectUploadRequest, ticket: TicketRecord, limits: UploadLimits) {
   const planned: PlannedFile[] = [];
-  const fields: { comment?: string; minorEdit?: boolean } = {};
+  const fields: Fields = {};
   await parseMultipart(request.contentType, request.body(), multipartLimits(limits), {
     async onFile(info, stream) {
-      if (info.fieldName !== 'file') throw badRequest('unexpected_part', 'File parts must be named "file".');
-      const index = findDeclared(ticket.files, info.filename);
-      if (index < 0) throw badRequest('undeclared_file', 'The request contains a file that is not on the ticket.');
-      if (planned.some((file) => file.index === index)) throw badRequest('duplicate_file', 'A file appears twice in the request.');
-      const declared = ticket.files[index];
+      const file = checkFilePart(info, ticket, planned);
       let size = 0;
       for await (const chunk of stream) size += (chunk as Buffer).length;
-      if (size > declared.size) throw new AppError(413, 'larger_than_declared', 'A file is larger than declared on the ticket.');
-      if (size !== declared.size) throw badRequest('size_mismatch', 'A file is smaller than declared on the ticket.');
-      const mimeType = info.mimeType.toLowerCase();
-      if (!GENERIC_TYPES.has(mimeType) && mimeType !== declared.type) {
-        throw badRequest('type_mismatch', 'A file has another type than declared on the ticket.');
-      }
-      planned.push({ index, declared, mimeType });
+      if (size > file.declared.size) throw new AppError(413, 'larger_than_declared', 'A file is larger than declared on the ticket.');
+      if (size !== file.declared.size) throw badRequest('size_mismatch', 'A file is smaller than declared on the ticket.');
+      planned.push(file);
     },
     onField(name, value, truncated) {
-      if (truncated) throw badRequest('bad_request', 'A text part is too long.');
-      if (name === 'comment') fields.comment = value;
-      else if (name === 'minorEdit' && (value === 'true' || value === 'false')) fields.minorEdit = value === 'true';
-      else throw badRequest('unexpected_part', `Unexpected part "${name}".`);
+      readField(fields, name, value, truncated);
     },
   });
   if (planned.length === 0) throw badRequest('no_files', 'The request contains no file part.');
@@ -126,7 +148,135 @@ async function withFilePart<T>(
  * before are answered from the ledger; a file in flight elsewhere is a 409.
  */
 export async function relayDirectUpload(request: DirectUploadRequest, deps: DirectUploadDeps): Promise<DirectUploadOutcome> {
-  const { ticket, tenant, tenantId } = await verifyTicket(request.authorization, deps);
+  const verified = await verifyTicket(request.authorization, deps);
+  const single = await relayInOnePass(request, deps, verified);
+  if (single) return { tenantId: verified.tenantId, attachments: [single.result], bytesRelayed: single.bytesRelayed };
+  return relayInTwoPasses(request, deps, verified);
+}
+
+/** Why the one-pass path gave a request up to the two-pass one: it has more than one file, or text parts after its file. */
+class NotOnePart extends Error {}
+
+/** The ledger's answer when the file was not this request's to upload. */
+class ClaimRefused extends Error {
+  constructor(readonly claim: Exclude<ClaimOutcome, { state: 'claimed' }>) {
+    super(`claim refused: ${claim.state}`);
+  }
+}
+
+/**
+ * The usual request — one file, text parts (if any) before it — in a single
+ * pass: the file streams into Confluence as soon as its part begins, while
+ * the ledger claim and the name look-up run alongside; its last bytes wait
+ * until the whole body has been read and checked and the claim is ours. Any
+ * "no" before then cuts the outbound request short, so Confluence stores
+ * nothing. A body with more than that goes to the two-pass path (undefined).
+ */
+async function relayInOnePass(
+  request: DirectUploadRequest,
+  deps: DirectUploadDeps,
+  { ticket, tenant }: VerifiedTicket,
+): Promise<{ result: AttachmentResult; bytesRelayed: number } | undefined> {
+  const fields: Fields = {};
+  let file: PlannedFile | undefined;
+  let more = false;
+  let claim: Promise<ClaimOutcome> | undefined;
+  let relaying: Promise<AttachmentResult> | undefined;
+
+  const parsing: Promise<void> = parseMultipart(request.contentType, request.body(), multipartLimits(deps.limits), {
+    async onFile(info, stream) {
+      if (file) {
+        more = true;
+        return;
+      }
+      const planned = checkFilePart(info, ticket, []);
+      file = planned;
+      claim = deps.tickets.claimFile(ticket, planned.index, deps.leaseSeconds, deps.nowSeconds());
+      claim.catch(() => undefined);
+      let live: Readable | undefined = stream;
+      const withFields = { ...ticket, comment: fields.comment ?? ticket.comment, minorEdit: fields.minorEdit ?? ticket.minorEdit };
+      relaying = deps.relay(
+        tenant,
+        withFields,
+        planned.declared,
+        (consume) => {
+          // The first attempt reads the part as it is parsed; a retry parses the body again.
+          if (!live) return withFilePart(request, deps.limits, planned.index, ticket.files, consume);
+          const body = live;
+          live = undefined;
+          return consume(body);
+        },
+        async () => {
+          await parsing;
+          if (more) throw new NotOnePart();
+          const outcome = await claim!;
+          if (outcome.state !== 'claimed') throw new ClaimRefused(outcome);
+        },
+      );
+      relaying.catch(() => undefined);
+      // The parse goes on once the part has been read, or once it never will be.
+      const settled = relaying.then(
+        () => undefined,
+        () => undefined,
+      );
+      await Promise.race([finished(stream).catch(() => undefined), settled]);
+    },
+    onField(name, value, truncated) {
+      // After the file its envelope (comment, minorEdit) has gone out already.
+      if (file) more = true;
+      readField(fields, name, value, truncated);
+    },
+  });
+
+  let parseError: { error: unknown } | undefined;
+  await parsing.catch((error: unknown) => (parseError = { error }));
+  if (!file || !relaying || !claim) {
+    if (parseError) throw parseError.error;
+    throw badRequest('no_files', 'The request contains no file part.');
+  }
+  const { index, declared } = file;
+  const relayed = await relaying.then(
+    (result) => ({ result }),
+    (error: unknown) => ({ error }),
+  );
+  const claimed = await claim.catch(() => undefined);
+
+  if ('result' in relayed) {
+    await recordCompletion(deps.tickets, ticket, index, relayed.result);
+    return { result: relayed.result, bytesRelayed: declared.size };
+  }
+  const { error } = relayed;
+  // Only a failure that certainly created nothing frees the file for another try;
+  // an ambiguous one keeps its claim until the lease runs out.
+  if (claimed?.state === 'claimed' && (!(error instanceof UpstreamError) || error.definite)) await deps.tickets.releaseFile(ticket, index);
+  if (error instanceof NotOnePart) return undefined;
+  if (error instanceof ClaimRefused) {
+    if (error.claim.state === 'done') return { result: error.claim.result, bytesRelayed: 0 };
+    throw new AppError(409, 'already_uploaded', 'This file is being uploaded by another request.');
+  }
+  // A body that is broken as well as refused upstream is reported as broken, as the two-pass path would.
+  if (parseError && error instanceof UpstreamError) throw parseError.error;
+  throw error;
+}
+
+/**
+ * Confluence has the file: the browser must hear so, or it would send it
+ * again. Without the result in the ledger the claim simply stays in flight
+ * until its lease runs out, so a replay meanwhile is a 409, never a copy.
+ */
+async function recordCompletion(tickets: TicketStore, ticket: TicketRecord, index: number, result: AttachmentResult): Promise<void> {
+  try {
+    await tickets.completeFile(ticket, index, result);
+  } catch (error) {
+    logger.warn('ledger write failed after upload', { code: error instanceof AppError ? error.code : 'internal_error', error: describeError(error) });
+  }
+}
+
+/**
+ * Any other body: check it whole first (planUpload), claim each file, then
+ * stream each file into Confluence, parsing the body again for each.
+ */
+async function relayInTwoPasses(request: DirectUploadRequest, deps: DirectUploadDeps, { ticket, tenant, tenantId }: VerifiedTicket): Promise<DirectUploadOutcome> {
   const { planned, fields } = await planUpload(request, ticket, deps.limits);
 
   // Claim every file first, so that a concurrent duplicate fails before any byte moves.
@@ -167,14 +317,7 @@ export async function relayDirectUpload(request: DirectUploadRequest, deps: Dire
       pending.delete(file.index);
       bytesRelayed += declared.size;
       results.set(file.index, result);
-      try {
-        await deps.tickets.completeFile(ticket, file.index, result);
-      } catch (error) {
-        // Confluence has the file: the browser must hear so, or it would send it
-        // again. Without the result in the ledger the claim simply stays in flight
-        // until its lease runs out, so a replay meanwhile is a 409, never a copy.
-        logger.warn('ledger write failed after upload', { code: error instanceof AppError ? error.code : 'internal_error', error: describeError(error) });
-      }
+      await recordCompletion(deps.tickets, ticket, file.index, result);
     }
   } finally {
     // Files never reached (an earlier file failed) are given back.

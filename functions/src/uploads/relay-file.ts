@@ -21,6 +21,12 @@ export interface RelayFileOptions {
   comment?: string;
   minorEdit: boolean;
   policy: NameConflictPolicy;
+  /**
+   * Awaited before each attempt's last bytes go out; a rejection aborts the
+   * attempt with the request incomplete, so Confluence creates nothing, and
+   * fails the file with that reason.
+   */
+  gate?(): Promise<void>;
   /** Opens the file's bytes (again, for a retry) and hands them to `consume`. */
   open<T>(consume: (body: Readable) => Promise<T>): Promise<T>;
   upload(options: UploadOptions): Promise<AttachmentResult>;
@@ -71,40 +77,67 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
   const callTimeout = () => Math.max(1, Math.min(options.callTimeoutMs, remaining()));
 
   let target = await options.identity.target();
-  let renewed = false;
+  let renewal: Promise<void> | undefined;
+  /**
+   * Drops a token Confluence refused and takes a new one, once per file: the
+   * look-up and the first attempt run side by side and may both be refused.
+   * False when there is nothing (more) to renew.
+   */
+  async function renewed(refused: ConfluenceTarget): Promise<boolean> {
+    const { renew } = options.identity;
+    if (!renew) return false;
+    const first = !renewal;
+    renewal ??= (async () => {
+      await renew();
+      target = await options.identity.target();
+    })();
+    await renewal;
+    return first || target !== refused;
+  }
   /** Runs a call as the upload identity, renewing a refused user token once. */
   async function asIdentity<T>(call: (current: ConfluenceTarget) => Promise<T>): Promise<T> {
+    const used = target;
     try {
-      return await call(target);
+      return await call(used);
     } catch (error) {
-      if (!(error instanceof UpstreamError) || error.upstreamStatus !== 401 || !options.identity.renew || renewed) throw error;
-      renewed = true;
-      await options.identity.renew();
-      target = await options.identity.target();
+      if (!(error instanceof UpstreamError) || error.upstreamStatus !== 401 || !(await renewed(used))) throw error;
       return call(target);
     }
   }
 
   let title = file.name;
-  let before = await asIdentity((current) => findAttachment(current, contentId, title, callTimeout()));
+  // What the page holds under the name before our upload: for `fail` and
+  // `version` it is looked up while the first attempt streams, whose last
+  // bytes wait for the answer (so Confluence cannot have our file yet when it
+  // is given); `rename` must know the free name before it starts.
+  const lookup = asIdentity((current) => findAttachment(current, contentId, title, callTimeout()));
+  lookup.catch(() => undefined);
+  let before: ExistingAttachment | undefined;
   let outcome: AttachmentResult['outcome'] = 'created';
-  if (before) {
-    if (options.policy === 'fail') throw new AppError(409, 'name_conflict', 'The page already has an attachment with this name.');
-    if (options.policy === 'rename') {
+  if (options.policy === 'rename') {
+    if (await lookup) {
       title = await asIdentity((current) => freeName(current, contentId, file.name, callTimeout()));
-      before = undefined;
       outcome = 'renamed';
-    } else {
-      outcome = 'versioned';
     }
+  }
+  let nameSettled = options.policy === 'rename';
+  async function settleName(): Promise<void> {
+    if (nameSettled) return;
+    before = await lookup;
+    if (before && options.policy === 'fail') throw new AppError(409, 'name_conflict', 'The page already has an attachment with this name.');
+    if (before) outcome = 'versioned';
+    nameSettled = true;
   }
   const method = options.policy === 'version' ? 'PUT' : 'POST';
 
   for (let attempt = 1; ; attempt += 1) {
+    const used = target;
+    /** Why this attempt was held back before its last byte (nothing reached Confluence whole). */
+    let held: { reason: unknown } | undefined;
     try {
       const result = await options.open((body) =>
         options.upload({
-          target,
+          target: used,
           contentId,
           file: { ...file, name: title },
           body,
@@ -112,11 +145,25 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
           minorEdit: options.minorEdit,
           method,
           timeoutMs: Math.max(1, Math.min(options.uploadTimeoutMs, remaining())),
+          async beforeEnd() {
+            try {
+              await settleName();
+              await options.gate?.();
+            } catch (reason) {
+              held = { reason };
+              throw reason;
+            }
+          },
         }),
       );
+      // Confluence may answer before it has read the whole body; the name must be settled all the same.
+      await settleName();
       return { ...result, name: file.name, outcome };
     } catch (error) {
+      if (held) throw held.reason;
       if (!(error instanceof UpstreamError)) throw error;
+      // An attempt refused before its last byte still needs the name settled to be judged.
+      await settleName();
 
       if (error.upstreamStatus === 404) {
         // Confluence answers 404 both for a page that is gone and for a file over the site's limit.
@@ -126,12 +173,7 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
         }
         throw error;
       }
-      if (error.upstreamStatus === 401 && options.identity.renew && !renewed) {
-        renewed = true;
-        await options.identity.renew();
-        target = await options.identity.target();
-        continue;
-      }
+      if (error.upstreamStatus === 401 && (await renewed(used))) continue;
       if (error.code === 'name_conflict' && options.policy === 'rename') {
         // Someone took the free name in the meantime: take the next one.
         title = await asIdentity((current) => freeName(current, contentId, file.name, callTimeout()));
