@@ -4,10 +4,12 @@
  * memoryStorage + a form-data re-post), both against the same Confluence
  * stand-in reading at a simulated 100 Mbit/s.
  *
- * Latency: for 1 MiB and 4 MiB files, rounds rotate the order of three paths —
+ * Latency: for 1 MiB and 4 MiB files, rounds rotate the order of four paths —
  * (a) through `npm run relay` (ticket fetched first, not timed), (b) through
- * the baseline server (a child process), (c) straight to the stand-in as the
- * app — and "added" is median(a or b) − median(c).
+ * the baseline server (a child process; tenant secrets read from DynamoDB,
+ * as apps do), (b′) the same server with the secrets in a Map (reported, a
+ * lower bound), (c) straight to the stand-in as the app — and "added" is
+ * median(a, b or b′) − median(c).
  *
  * Memory: every measurement in a fresh process (bench/baselines/*-memory-
  * worker.ts), RSS sampled every 1 ms as bench/direct-memory.ts does: for the
@@ -47,7 +49,7 @@ function multipart(name: string, bytes: Buffer): { body: Buffer; contentType: st
   return { body: Buffer.concat([head, bytes, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
-type PathName = 'relay' | 'baseline' | 'straight';
+type PathName = 'relay' | 'baseline' | 'baselineInMemory' | 'straight';
 
 async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<PathName, number> }>> {
   const standIn = await startConfluenceStandIn({ bytesPerSecond: LINK_BYTES_PER_SECOND });
@@ -62,24 +64,44 @@ async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<Pat
     UPLOAD_AS: 'app',
     POWERTOOLS_LOG_LEVEL: 'WARN',
   });
-  const baseline = spawn(process.execPath, [TSX, path.join(__dirname, 'baselines', 'express-multer-relay.ts')], {
-    env: { ...process.env, PORT: '0', BASELINE_TENANTS: JSON.stringify([{ clientKey: site.clientKey, sharedSecret: site.sharedSecret, baseUrl: site.baseUrl }]) },
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const baselineUrl = await new Promise<string>((resolve) =>
-    readline.createInterface({ input: baseline.stdout! }).on('line', (line) => {
-      const match = /Baseline listening on (\S+)/.exec(line);
-      if (match) resolve(match[1]);
-    }),
-  );
+  const startBaseline = async (store: 'dynamodb' | 'memory') => {
+    const child = spawn(process.execPath, [TSX, path.join(__dirname, 'baselines', 'express-multer-relay.ts')], {
+      env: {
+        ...process.env,
+        PORT: '0',
+        BASELINE_TENANT_STORE: store,
+        BASELINE_TENANTS: JSON.stringify([{ clientKey: site.clientKey, sharedSecret: site.sharedSecret, baseUrl: site.baseUrl }]),
+      },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const url = await new Promise<string>((resolve) =>
+      readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+        const match = /Baseline listening on (\S+)/.exec(line);
+        if (match) resolve(match[1]);
+      }),
+    );
+    return { child, url };
+  };
+  const baseline = await startBaseline('dynamodb');
+  const baselineInMemory = await startBaseline('memory');
   const client = new RelayClient(relay.url);
   try {
     const install = await client.install(site.installRequest({ relayBaseUrl: relay.url }));
     if (install.status !== 204) throw new Error(`install failed: ${install.status}`);
     const results: Array<{ sizeMiB: number; ms: Record<PathName, number> }> = [];
+    const throughBaseline = async (url: string, name: string, bytes: Buffer) => {
+      const { body, contentType } = multipart(name, bytes);
+      const authorization = `JWT ${site.contextToken({ accountId: 'bench-user' })}`;
+      const started = performance.now();
+      const response = await fetch(`${url}/upload?pageId=${PAGE}`, { method: 'POST', headers: { authorization, 'content-type': contentType }, body: new Uint8Array(body) });
+      const text = await response.text();
+      const ms = performance.now() - started;
+      if (response.status !== 200) throw new Error(`baseline upload failed: ${response.status} ${text}`);
+      return ms;
+    };
     let counter = 0;
     for (const size of [1 * MiB, 4 * MiB]) {
-      const times: Record<PathName, number[]> = { relay: [], baseline: [], straight: [] };
+      const times: Record<PathName, number[]> = { relay: [], baseline: [], baselineInMemory: [], straight: [] };
       for (let run = 0; run < RUNS + 1; run += 1) {
         const bytes = randomBytes(size);
         counter += 1;
@@ -94,16 +116,8 @@ async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<Pat
             if (response.status !== 200) throw new Error(`relay upload failed: ${response.status} ${await response.text()}`);
             return ms;
           },
-          async baseline() {
-            const { body, contentType } = multipart(`baseline-${counter}.bin`, bytes);
-            const authorization = `JWT ${site.contextToken({ accountId: 'bench-user' })}`;
-            const started = performance.now();
-            const response = await fetch(`${baselineUrl}/upload?pageId=${PAGE}`, { method: 'POST', headers: { authorization, 'content-type': contentType }, body: new Uint8Array(body) });
-            const text = await response.text();
-            const ms = performance.now() - started;
-            if (response.status !== 200) throw new Error(`baseline upload failed: ${response.status} ${text}`);
-            return ms;
-          },
+          baseline: () => throughBaseline(baseline.url, `baseline-${counter}.bin`, bytes),
+          baselineInMemory: () => throughBaseline(baselineInMemory.url, `baseline-memory-${counter}.bin`, bytes),
           async straight() {
             const { body, contentType } = multipart(`straight-${counter}.bin`, bytes);
             const url = `${site.baseUrl}/rest/api/content/${PAGE}/child/attachment`;
@@ -122,7 +136,7 @@ async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<Pat
           },
         };
         // Rotate the order so that no path always meets a busier stand-in; round 0 warms up and is not counted.
-        const order: PathName[] = (['relay', 'baseline', 'straight'] as PathName[]).map((_, i, all) => all[(i + run) % all.length]);
+        const order: PathName[] = (['relay', 'baseline', 'baselineInMemory', 'straight'] as PathName[]).map((_, i, all) => all[(i + run) % all.length]);
         for (const name of order) {
           const ms = await paths[name]();
           if (run > 0) times[name].push(ms);
@@ -132,11 +146,16 @@ async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<Pat
           site.addPage(pageId);
         }
       }
-      results.push({ sizeMiB: size / MiB, ms: { relay: median(times.relay), baseline: median(times.baseline), straight: median(times.straight) } });
+      if (process.env.BENCH_VERBOSE) process.stderr.write(`${size / MiB} MiB samples: ${JSON.stringify(Object.fromEntries(Object.entries(times).map(([k, v]) => [k, v.map((ms) => Math.round(ms))])))}\n`);
+      results.push({
+        sizeMiB: size / MiB,
+        ms: { relay: median(times.relay), baseline: median(times.baseline), baselineInMemory: median(times.baselineInMemory), straight: median(times.straight) },
+      });
     }
     return results;
   } finally {
-    baseline.stdin?.end();
+    baseline.child.stdin?.end();
+    baselineInMemory.child.stdin?.end();
     await relay.stop();
     await standIn.close();
   }
@@ -192,6 +211,7 @@ async function main(): Promise<void> {
         'through the baseline': formatMs(ms.baseline),
         'relay added': formatMs(ms.relay - ms.straight),
         'baseline added': formatMs(ms.baseline - ms.straight),
+        'baseline added, secrets in memory': formatMs(ms.baselineInMemory - ms.straight),
       })),
     )}\n`,
   );

@@ -2,13 +2,14 @@
  * Memory of the usual vendor relay (bench:baseline): in this fresh process,
  * the Express + multer + form-data server of express-multer-relay.ts serves
  * uploads sent by another process (upload-client.ts), and RSS is sampled every
- * millisecond as bench/direct-memory.ts does for the relay. A 1 KiB upload
+ * millisecond as bench/direct-memory.ts does for the relay (its tenant store,
+ * dynalite, runs in this process as the relay worker's does). A 1 KiB upload
  * warms the paths first; then one measurement (BENCH_MODE): `single` (one
  * 4 MiB upload) or `concurrent` (20 at once). Prints {"baseline": {...}}.
  */
 import type { AddressInfo } from 'node:net';
 import { SymmetricAlgorithm, encodeSymmetric } from 'atlassian-jwt';
-import { createBaselineApp } from './express-multer-relay';
+import { createBaselineApp, dynamoTenantStore } from './express-multer-relay';
 import { sampleRss, startStandInChild, startUploadClient, type MemorySample } from './memory';
 
 const MiB = 1024 * 1024;
@@ -19,7 +20,8 @@ async function main(): Promise<void> {
   const standIn = await startStandInChild(12_500_000);
   const client = startUploadClient();
   const { site } = standIn;
-  const app = createBaselineApp({ appKey: 'confluence-upload-relay', tenants: [{ clientKey: site.clientKey, sharedSecret: site.sharedSecret, baseUrl: site.baseUrl }] });
+  const tenants = await dynamoTenantStore([{ clientKey: site.clientKey, sharedSecret: site.sharedSecret, baseUrl: site.baseUrl }]);
+  const app = createBaselineApp({ appKey: 'confluence-upload-relay', tenants });
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/upload?pageId=1001`;
@@ -46,6 +48,7 @@ async function main(): Promise<void> {
     client.stop();
     standIn.stop();
     server.close();
+    await tenants.close();
   }
 }
 

@@ -9,10 +9,15 @@
  *
  * It is a fair version of the pattern, not a straw man: form-data streams the
  * buffers it was given with an exact Content-Length (no second copy of the
- * file), and authentication is an in-memory secret lookup, cheaper than the
- * database read a real app does. What it lacks by design is what the relay
- * adds: streaming instead of buffering, tickets bound to declared files,
- * once-only uploads, retries and look-ups after ambiguous failures.
+ * file), and the JWT check runs on the headers while the body is still
+ * arriving. Like any Connect app (atlassian-connect-express reads the
+ * tenant's clientInfo from its store on every request) it reads the tenant's
+ * shared secret from a database: a DynamoDB table on dynalite in its own
+ * process, the same kind of store the local relay uses (BASELINE_TENANT_STORE
+ * =memory keeps the secrets in a Map instead, a lower bound no real app
+ * reaches). What it lacks by design is what the relay adds: streaming instead
+ * of buffering, tickets bound to declared files, once-only uploads, retries
+ * and look-ups after ambiguous failures.
  *
  * Run as a process: `tsx bench/baselines/express-multer-relay.ts` with
  * BASELINE_TENANTS='[{"clientKey","sharedSecret","baseUrl"}]' and PORT (0 =
@@ -26,6 +31,10 @@ import express, { type Request, type Response } from 'express';
 import multer from 'multer';
 import FormData from 'form-data';
 import { SymmetricAlgorithm, createQueryStringHash, decodeSymmetric, encodeSymmetric, fromMethodAndUrl } from 'atlassian-jwt';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { startDynalite } from '../../functions/src/local/dynamodb-local';
+import { muteSdkNodeVersionWarning } from '../../functions/src/local/quiet';
 
 export interface BaselineTenant {
   clientKey: string;
@@ -34,9 +43,49 @@ export interface BaselineTenant {
   baseUrl: string;
 }
 
+/** Where the app keeps its tenants' install records. */
+export interface BaselineTenantStore {
+  get(clientKey: string): Promise<BaselineTenant | undefined>;
+  close(): Promise<void>;
+}
+
+/** The secrets in a Map: no store round trip at all. */
+export function memoryTenantStore(tenants: readonly BaselineTenant[]): BaselineTenantStore {
+  const byKey = new Map(tenants.map((tenant) => [tenant.clientKey, tenant]));
+  return { get: async (clientKey) => byKey.get(clientKey), close: async () => undefined };
+}
+
+/** The install records in a DynamoDB table (dynalite in this process), read once per request. */
+export async function dynamoTenantStore(tenants: readonly BaselineTenant[]): Promise<BaselineTenantStore> {
+  const server = await startDynalite();
+  const client = DynamoDBDocumentClient.from(
+    new DynamoDBClient({ endpoint: server.endpoint, region: 'local', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
+  );
+  const TableName = 'baseline-tenants';
+  await client.send(
+    new CreateTableCommand({
+      TableName,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [{ AttributeName: 'clientKey', AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: 'clientKey', KeyType: 'HASH' }],
+    }),
+  );
+  for (const tenant of tenants) await client.send(new PutCommand({ TableName, Item: { ...tenant } }));
+  return {
+    async get(clientKey) {
+      const { Item } = await client.send(new GetCommand({ TableName, Key: { clientKey } }));
+      return Item as BaselineTenant | undefined;
+    },
+    async close() {
+      client.destroy();
+      await server.close();
+    },
+  };
+}
+
 export interface BaselineOptions {
   appKey: string;
-  tenants: readonly BaselineTenant[];
+  tenants: BaselineTenantStore;
   /** @default 104857600 (the relay's MAX_FILE_BYTES default) */
   maxFileBytes?: number;
 }
@@ -48,12 +97,12 @@ interface Attachment {
 }
 
 /** Verifies `Authorization: JWT <context token>` the way Connect apps usually do (atlassian-jwt, HS256). */
-function authenticate(req: Request, tenants: ReadonlyMap<string, BaselineTenant>): { tenant: BaselineTenant; accountId: string } | undefined {
+async function authenticate(req: Request, tenants: BaselineTenantStore): Promise<{ tenant: BaselineTenant; accountId: string } | undefined> {
   const match = /^JWT (\S+)$/.exec(req.headers.authorization ?? '');
   if (!match) return undefined;
   try {
     const unverified = JSON.parse(Buffer.from(match[1].split('.')[1] ?? '', 'base64url').toString('utf8')) as { iss?: string };
-    const tenant = unverified.iss ? tenants.get(unverified.iss) : undefined;
+    const tenant = unverified.iss ? await tenants.get(unverified.iss) : undefined;
     if (!tenant) return undefined;
     const claims = decodeSymmetric(match[1], tenant.sharedSecret, SymmetricAlgorithm.HS256) as { exp?: number; sub?: string };
     if (typeof claims.exp !== 'number' || claims.exp < Date.now() / 1000 || !claims.sub) return undefined;
@@ -98,7 +147,7 @@ function postToConfluence(appKey: string, tenant: BaselineTenant, pageId: string
 
 /** The baseline app: `POST /upload?pageId=<id>` with `file` parts, `GET /health`. */
 export function createBaselineApp(options: BaselineOptions): express.Express {
-  const tenants = new Map(options.tenants.map((tenant) => [tenant.clientKey, tenant]));
+  const { tenants } = options;
   const upload = multer({ storage: multer.memoryStorage(), limits: { fileSize: options.maxFileBytes ?? 104_857_600, files: 20 } });
   const app = express();
   app.get('/health', (_req, res) => {
@@ -106,8 +155,8 @@ export function createBaselineApp(options: BaselineOptions): express.Express {
   });
   app.post(
     '/upload',
-    (req: Request, res: Response, next) => {
-      const auth = authenticate(req, tenants);
+    async (req: Request, res: Response, next) => {
+      const auth = await authenticate(req, tenants);
       if (!auth) {
         res.status(401).json({ error: { code: 'unauthorized', message: 'Missing or invalid credentials.' } });
         return;
@@ -137,7 +186,9 @@ export function createBaselineApp(options: BaselineOptions): express.Express {
 }
 
 async function main(): Promise<void> {
-  const tenants = JSON.parse(process.env.BASELINE_TENANTS ?? '[]') as BaselineTenant[];
+  muteSdkNodeVersionWarning();
+  const records = JSON.parse(process.env.BASELINE_TENANTS ?? '[]') as BaselineTenant[];
+  const tenants = process.env.BASELINE_TENANT_STORE === 'memory' ? memoryTenantStore(records) : await dynamoTenantStore(records);
   const app = createBaselineApp({ appKey: process.env.APP_KEY ?? 'confluence-upload-relay', tenants });
   const server = app.listen(Number(process.env.PORT ?? 0), '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));

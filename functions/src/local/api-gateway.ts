@@ -93,15 +93,44 @@ function isTextual(contentType: string | undefined): boolean {
   return type.startsWith('text/') || ['application/json', 'application/xml', 'application/javascript'].includes(type);
 }
 
-async function readBody(req: http.IncomingMessage): Promise<Buffer | undefined> {
+/**
+ * Reads the body as API Gateway hands it on: text as UTF-8, anything else as
+ * base64, encoded a chunk at a time while the rest is still arriving (whole
+ * 3-byte groups per chunk, the remainder carried over), so no decoded copy
+ * of the body is ever joined. Undefined when it is over API Gateway's limit.
+ */
+export async function readBody(req: AsyncIterable<Buffer>, binary: boolean): Promise<{ bytes: number; text: string } | undefined> {
+  const pieces: string[] = [];
   const chunks: Buffer[] = [];
-  let length = 0;
+  let carry: Buffer | undefined;
+  let bytes = 0;
   for await (const chunk of req) {
-    length += (chunk as Buffer).length;
-    if (length > API_GATEWAY_MAX_BODY_BYTES) return undefined;
-    chunks.push(chunk as Buffer);
+    bytes += chunk.length;
+    if (bytes > API_GATEWAY_MAX_BODY_BYTES) return undefined;
+    if (!binary) {
+      chunks.push(chunk);
+      continue;
+    }
+    let data = chunk;
+    if (carry) {
+      // Complete the carried group with the chunk's first bytes (a few bytes copied, not the chunk).
+      const need = 3 - carry.length;
+      const group = Buffer.concat([carry, data.subarray(0, need)]);
+      carry = undefined;
+      if (group.length < 3) {
+        carry = group;
+        continue;
+      }
+      pieces.push(group.toString('base64'));
+      data = data.subarray(need);
+    }
+    const whole = data.length - (data.length % 3);
+    pieces.push(data.toString('base64', 0, whole));
+    carry = whole < data.length ? Buffer.from(data.subarray(whole)) : undefined;
   }
-  return Buffer.concat(chunks);
+  if (!binary) return { bytes, text: Buffer.concat(chunks).toString('utf8') };
+  if (carry) pieces.push(carry.toString('base64'));
+  return { bytes, text: pieces.join('') };
 }
 
 function lambdaContext(functionName: string, requestId: string, deadline: number): Context {
@@ -141,7 +170,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, optio
   const match = matchRoute(options.routes, method, url.pathname);
   const route = match?.route;
 
-  const body = await readBody(req);
+  const body = await readBody(req, !isTextual(req.headers['content-type']));
   if (body === undefined) {
     send(res, 413, awsError('Request Entity Too Large', 'payload_too_large', 'The request is larger than API Gateway accepts (10 MB).'), requestId);
     req.resume();
@@ -161,7 +190,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, optio
   }
   const query: Record<string, string> = {};
   for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
-  const base64 = body.length > 0 && !isTextual(headers['content-type']);
+  const base64 = body.bytes > 0 && !isTextual(headers['content-type']);
   const now = new Date();
 
   const event: APIGatewayProxyEventV2 = {
@@ -191,7 +220,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, optio
       time: now.toISOString(),
       timeEpoch: now.getTime(),
     },
-    body: body.length ? body.toString(base64 ? 'base64' : 'utf8') : undefined,
+    body: body.bytes ? body.text : undefined,
     isBase64Encoded: base64,
   };
 
