@@ -37,7 +37,7 @@ import { MiB, formatMs, median, table } from './stats';
 
 muteSdkNodeVersionWarning();
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 7);
+const RUNS = Number(process.env.BENCH_RUNS ?? 11);
 const MEMORY_RUNS = Number(process.env.BENCH_MEMORY_RUNS ?? 5);
 const LINK_BYTES_PER_SECOND = 12_500_000; // 100 Mbit/s
 const PAGE = '1001';

@@ -10,6 +10,9 @@
 import type { AddressInfo } from 'node:net';
 import { SymmetricAlgorithm, encodeSymmetric } from 'atlassian-jwt';
 import { createBaselineApp, dynamoTenantStore } from './express-multer-relay';
+import { muteSdkNodeVersionWarning } from '../../functions/src/local/quiet';
+
+muteSdkNodeVersionWarning();
 import { sampleRss, startStandInChild, startUploadClient, type MemorySample } from './memory';
 
 const MiB = 1024 * 1024;

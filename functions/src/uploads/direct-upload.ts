@@ -3,7 +3,7 @@ import { finished } from 'node:stream/promises';
 import { AppError, badRequest } from '../core/errors';
 import { describeError, logger } from '../core/logger';
 import { UpstreamError } from '../confluence/client';
-import type { RelayFileOptions } from './relay-file';
+import { nextTurn, type RelayFileOptions } from './relay-file';
 import type { Tenant, TenantStore } from '../store/tenant-store';
 import type { AttachmentResult, ClaimOutcome, DeclaredFile, TicketRecord, TicketStore } from '../store/ticket-store';
 import { verifyTicket, type VerifiedTicket } from '../tickets/verify-ticket';
@@ -191,7 +191,8 @@ async function relayInOnePass(
       }
       const planned = checkFilePart(info, ticket, []);
       file = planned;
-      claim = deps.tickets.claimFile(ticket, planned.index, deps.leaseSeconds, deps.nowSeconds());
+      // Taken a moment later, once the upload below has its first bytes on the wire.
+      claim = nextTurn().then(() => deps.tickets.claimFile(ticket, planned.index, deps.leaseSeconds, deps.nowSeconds()));
       claim.catch(() => undefined);
       let live: Readable | undefined = stream;
       const withFields = { ...ticket, comment: fields.comment ?? ticket.comment, minorEdit: fields.minorEdit ?? ticket.minorEdit };

@@ -42,6 +42,11 @@ export interface RelayFileOptions {
 export const MAX_ATTEMPTS = 4;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_CAP_MS = 4_000;
+/** Resolves on the event loop's next turn (after pending I/O callbacks). */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** A retry is only started if at least this much time is left for it. */
 const MIN_ATTEMPT_MS = 1_000;
 
@@ -109,8 +114,11 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
   // What the page holds under the name before our upload: for `fail` and
   // `version` it is looked up while the first attempt streams, whose last
   // bytes wait for the answer (so Confluence cannot have our file yet when it
-  // is given); `rename` must know the free name before it starts.
-  const lookup = asIdentity((current) => findAttachment(current, contentId, title, callTimeout()));
+  // is given), and it is sent a turn later, once the upload has its first
+  // bytes on the wire; `rename` must know the free name before it starts.
+  const lookup = (options.policy === 'rename' ? Promise.resolve() : nextTurn()).then(() =>
+    asIdentity((current) => findAttachment(current, contentId, title, callTimeout())),
+  );
   lookup.catch(() => undefined);
   let before: ExistingAttachment | undefined;
   let outcome: AttachmentResult['outcome'] = 'created';
