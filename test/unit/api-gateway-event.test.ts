@@ -52,7 +52,7 @@ it('agrees with JSON.stringify for any text or binary body', () => {
   );
 });
 
-it('base64-encodes a body read in chunks of any length exactly as one piece would be', async () => {
+it('base64-encodes a body read in chunks of any length exactly as the whole would be', async () => {
   await fc.assert(
     fc.asyncProperty(fc.uint8Array({ maxLength: 2000 }), fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 8 }), async (bytes, sizes) => {
       const body = Buffer.from(bytes);
