@@ -33,7 +33,10 @@ import { startRelayProcess } from '../test/helpers/relay-process';
 import { RelayClient } from '../test/helpers/relay-client';
 import { buildHandlers } from '../functions/src/local/build';
 import { muteSdkNodeVersionWarning } from '../functions/src/local/quiet';
-import { MiB, formatMs, median, table } from './stats';
+import { MiB, formatMs, median, percentile, table } from './stats';
+
+/** Spread of a path's samples: the 75th minus the 25th percentile. */
+const interquartile = (samples: number[]) => percentile(samples, 75) - percentile(samples, 25);
 
 muteSdkNodeVersionWarning();
 
@@ -51,7 +54,7 @@ function multipart(name: string, bytes: Buffer): { body: Buffer; contentType: st
 
 type PathName = 'relay' | 'baseline' | 'baselineInMemory' | 'straight';
 
-async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<PathName, number> }>> {
+async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<PathName, number>; iqr: Record<PathName, number> }>> {
   const standIn = await startConfluenceStandIn({ bytesPerSecond: LINK_BYTES_PER_SECOND });
   const site = standIn.site();
   site.addPage(PAGE);
@@ -88,7 +91,7 @@ async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<Pat
   try {
     const install = await client.install(site.installRequest({ relayBaseUrl: relay.url }));
     if (install.status !== 204) throw new Error(`install failed: ${install.status}`);
-    const results: Array<{ sizeMiB: number; ms: Record<PathName, number> }> = [];
+    const results: Array<{ sizeMiB: number; ms: Record<PathName, number>; iqr: Record<PathName, number> }> = [];
     const throughBaseline = async (url: string, name: string, bytes: Buffer) => {
       const { body, contentType } = multipart(name, bytes);
       const authorization = `JWT ${site.contextToken({ accountId: 'bench-user' })}`;
@@ -150,6 +153,12 @@ async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<Pat
       results.push({
         sizeMiB: size / MiB,
         ms: { relay: median(times.relay), baseline: median(times.baseline), baselineInMemory: median(times.baselineInMemory), straight: median(times.straight) },
+        iqr: {
+          relay: interquartile(times.relay),
+          baseline: interquartile(times.baseline),
+          baselineInMemory: interquartile(times.baselineInMemory),
+          straight: interquartile(times.straight),
+        },
       });
     }
     return results;
@@ -204,7 +213,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\nAdded latency, stand-in link ${(LINK_BYTES_PER_SECOND * 8) / 1e6} Mbit/s, median of ${RUNS} rotating rounds (after one warm-up)\n`);
   process.stdout.write(
     `${table(
-      latency.map(({ sizeMiB, ms }) => ({
+      latency.map(({ sizeMiB, ms, iqr }) => ({
         file: `${sizeMiB} MiB`,
         'straight to Confluence': formatMs(ms.straight),
         'through the relay': formatMs(ms.relay),
@@ -212,6 +221,7 @@ async function main(): Promise<void> {
         'relay added': formatMs(ms.relay - ms.straight),
         'baseline added': formatMs(ms.baseline - ms.straight),
         'baseline added, secrets in memory': formatMs(ms.baselineInMemory - ms.straight),
+        'spread (IQR) relay / baseline / straight': `${iqr.relay.toFixed(1)} / ${iqr.baseline.toFixed(1)} / ${iqr.straight.toFixed(1)} ms`,
       })),
     )}\n`,
   );
