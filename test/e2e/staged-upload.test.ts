@@ -112,6 +112,8 @@ beforeAll(async () => {
     MAX_FILE_BYTES: String(200 * MiB),
     UPSTREAM_TIMEOUT_MS: '120000',
     COMPLETE_WAIT_MS: '1500',
+    // Lambda may deliver an asynchronous event more than once: here every one is delivered twice.
+    LOCAL_ASYNC_DELIVERIES: '2',
   });
   client = new RelayClient(relay.url);
   expect((await client.install(site.installRequest({ relayBaseUrl: relay.url }))).status).toBe(204);
@@ -189,6 +191,22 @@ describe('staged uploads', () => {
     expect(replay.firstStatus).toBe(200);
     expect(replay.body).toEqual(first.body);
     expect(stored(name)).toEqual([expect.objectContaining({ version: 1 })]);
+  });
+
+  it('relays once when Lambda delivers the same event twice: the second delivery leaves the file to the first', async () => {
+    const { ticket, entry, name, bytes } = await stagedUpload(3 * MiB);
+    const before = relay.logLines().length;
+    const { status } = await completeAndWait(ticket, entry);
+    expect(status).toBe(200);
+    expect(stored(name)).toEqual([expect.objectContaining({ version: 1, sha256: sha256(bytes) })]);
+    // Both deliveries ran (LOCAL_ASYNC_DELIVERIES=2); one relayed, one stood down.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const codes = relay
+      .logLines()
+      .slice(before)
+      .filter((line) => line.route === 'staged-relay')
+      .map((line) => line.code);
+    expect(codes.sort()).toEqual(['duplicate_delivery', 'ok']);
   });
 
   it.each<[string, number, string | undefined, number, string]>([

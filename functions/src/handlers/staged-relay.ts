@@ -26,11 +26,15 @@ export const handler = middy<StagedRelayJob, void, Error, Context>()
     if (!staging) throw new Error('STAGING_BUCKET is not set');
     const deadlineMs = started + context.getRemainingTimeInMillis() - FINISH_MARGIN_MS;
     let as: 'user' | 'app' | undefined;
-    const outcome = await runStagedRelay(job, {
-      ...deps,
-      staging,
-      relay: deps.fileRelay({ deadlineMs, onIdentity: (kind) => (as = kind) }),
-    });
+    const outcome = await runStagedRelay(
+      job,
+      { ...deps, staging, relay: deps.fileRelay({ deadlineMs, onIdentity: (kind) => (as = kind) }) },
+      context.awsRequestId,
+    );
+    if (outcome.duplicate) {
+      logger.info('staged relay', { route: 'staged-relay', tenant: job.tenantId, code: 'duplicate_delivery', status: 200, bytes: 0 });
+      return;
+    }
     if (outcome.result) {
       metrics.addMetric(MetricName.UploadSucceeded, MetricUnit.Count, 1);
       metrics.addMetric(MetricName.BytesRelayed, MetricUnit.Bytes, outcome.bytes);

@@ -16,6 +16,12 @@ const ASYNC_TIMEOUT_MS = 15 * 60 * 1000;
 export async function startLambdaInvokeEmulator(
   handlers: Record<string, AsyncHandler>,
   onError: (name: string, error: unknown) => void,
+  /**
+   * How many times each event is delivered, at once. Lambda queues
+   * asynchronous events and may deliver one more than once even when nothing
+   * failed; 2 makes that happen to every event. @default 1
+   */
+  deliveries = 1,
 ): Promise<{ endpoint: string; idle(): Promise<void>; close(): Promise<void> }> {
   const running = new Set<Promise<unknown>>();
   const server = http.createServer((req, res) => {
@@ -33,20 +39,22 @@ export async function startLambdaInvokeEmulator(
         res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ Message: 'Only asynchronous invocation is emulated' }));
         return;
       }
-      const event = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as unknown;
+      const payload = Buffer.concat(chunks).toString('utf8') || '{}';
       const requestId = randomUUID();
       const deadline = Date.now() + ASYNC_TIMEOUT_MS;
-      const context = {
-        functionName: name,
-        awsRequestId: requestId,
-        getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-      } as unknown as Context;
       res.writeHead(202, { 'x-amzn-requestid': requestId }).end();
-      const run = Promise.resolve()
-        .then(() => handler(event, context))
-        .catch((error: unknown) => onError(name, error))
-        .finally(() => running.delete(run));
-      running.add(run);
+      for (let delivery = 0; delivery < deliveries; delivery += 1) {
+        const context = {
+          functionName: name,
+          awsRequestId: requestId,
+          getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+        } as unknown as Context;
+        const run = Promise.resolve()
+          .then(() => handler(JSON.parse(payload) as unknown, context))
+          .catch((error: unknown) => onError(name, error))
+          .finally(() => running.delete(run));
+        running.add(run);
+      }
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

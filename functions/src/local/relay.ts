@@ -73,9 +73,15 @@ export async function startLocalRelay(options: LocalRelayOptions = {}): Promise<
   await ensureBucket(env.S3_ENDPOINT, env.STAGING_BUCKET, new URL(env.RELAY_BASE_URL).origin);
 
   // Asynchronous invocations (the staged relay) go through an emulated Lambda Invoke API.
-  const lambda = await startLambdaInvokeEmulator(handlers as Record<string, AsyncHandler>, (name, error) => {
-    process.stderr.write(`${JSON.stringify({ level: 'ERROR', message: 'async invocation failed', function: name, error: String(error) })}\n`);
-  });
+  const deliveries = Number(env.LOCAL_ASYNC_DELIVERIES ?? 1);
+  if (!Number.isInteger(deliveries) || deliveries < 1 || deliveries > 5) throw new Error('LOCAL_ASYNC_DELIVERIES must be 1–5');
+  const lambda = await startLambdaInvokeEmulator(
+    handlers as Record<string, AsyncHandler>,
+    (name, error) => {
+      process.stderr.write(`${JSON.stringify({ level: 'ERROR', message: 'async invocation failed', function: name, error: String(error) })}\n`);
+    },
+    deliveries,
+  );
   cleanups.push(lambda.close);
   env.LAMBDA_ENDPOINT ??= lambda.endpoint;
   env.STAGED_RELAY_FUNCTION ??= STAGED_RELAY_HANDLER;

@@ -72,6 +72,12 @@ export interface TicketStore {
   /** Marks a declared file as being uploaded, unless it already is or was. */
   claimFile(ticket: TicketRecord, fileIndex: number, leaseSeconds: number, nowSeconds: number): Promise<ClaimOutcome>;
   completeFile(ticket: TicketRecord, fileIndex: number, result: AttachmentResult): Promise<void>;
+  /**
+   * Marks a claimed file as taken by one worker (`workerId`); false when it is
+   * not in flight or another worker has it. Lambda may deliver one
+   * asynchronous event more than once: only the first delivery relays.
+   */
+  startWork(ticket: TicketRecord, fileIndex: number, workerId: string): Promise<boolean>;
   /** Gives a claim back after a failure that certainly created nothing, so the file can be sent again. */
   releaseFile(ticket: TicketRecord, fileIndex: number): Promise<void>;
   /** Records why a (staged) file failed, for status reads; the file may be claimed again. */
@@ -168,6 +174,26 @@ export function dynamoTicketStore(client: DynamoDBDocumentClient, tableName: str
           ExpressionAttributeValues: { ':done': 'done', ':result': result },
         }),
       );
+    },
+
+    async startWork(ticket, fileIndex, workerId) {
+      try {
+        await client.send(
+          new UpdateCommand({
+            TableName: tableName,
+            Key: fileKey(ticket, fileIndex),
+            UpdateExpression: 'SET worker = :worker',
+            // A new claim (after a lease ran out) replaces the item, worker included.
+            ConditionExpression: '#status = :inFlight AND attribute_not_exists(worker)',
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':worker': workerId, ':inFlight': 'in_flight' },
+          }),
+        );
+        return true;
+      } catch (error) {
+        if (isConditionFailure(error)) return false;
+        throw error;
+      }
     },
 
     async failFile(ticket, fileIndex, failure) {

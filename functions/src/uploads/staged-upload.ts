@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { AppError, badRequest } from '../core/errors';
 import type { StagingBucket } from '../staging/s3';
 import type { StagedRelayJob } from '../staging/invoke';
@@ -132,10 +133,16 @@ export interface StagedRelayDeps {
  * (a fresh GET per attempt, constant memory), record the result or the
  * failure, and delete the object whatever happened.
  */
-export async function runStagedRelay(job: StagedRelayJob, deps: StagedRelayDeps): Promise<{ result?: AttachmentResult; failure?: RecordedFailure; bytes: number }> {
+export async function runStagedRelay(
+  job: StagedRelayJob,
+  deps: StagedRelayDeps,
+  workerId: string = randomUUID(),
+): Promise<{ result?: AttachmentResult; failure?: RecordedFailure; bytes: number; duplicate?: boolean }> {
   const [ticket, tenant] = await Promise.all([deps.tickets.get(job.tenantId, job.ticketHash), deps.tenants.get(job.tenantId)]);
   const file = ticket?.files[job.fileIndex];
   if (!ticket || !file?.stagingKey) return { bytes: 0 };
+  // A second delivery of the same event (or a stale one) leaves the file, and its object, to the worker that has it.
+  if (!(await deps.tickets.startWork(ticket, job.fileIndex, workerId))) return { bytes: 0, duplicate: true };
   const key = file.stagingKey;
   let deleted = false;
   // The object goes as soon as Confluence has it (or has refused it), alongside the ledger write.
