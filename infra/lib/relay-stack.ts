@@ -53,7 +53,7 @@ const FUNCTION_WIRING: Record<string, FunctionWiring> = {
   descriptor: {},
   // Serves the editor page, whose CSP names the bucket browsers POST big files to.
   editor: { stagingUploadOrigin: true },
-  health: { table: 'read' },
+  health: { table: 'probe' },
   'lifecycle-installed': { table: 'readWrite' },
   'lifecycle-uninstalled': { table: 'readWrite' },
   // Signs presigned POSTs for staged files (the signer needs s3:PutObject).

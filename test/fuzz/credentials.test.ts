@@ -220,8 +220,10 @@ describe('upload tickets (POST /uploads, Bearer)', () => {
     [`client-a/${issuedA.ticketHash}`, record('client-a', issuedA.ticketHash)],
     [`client-b/${issuedB.ticketHash}`, record('client-b', issuedB.ticketHash)],
   ]);
-  const tickets = { get: async (tenantId: string, hash: string) => stored.get(`${tenantId}/${hash}`) } as unknown as TicketStore;
-  const verify = (ticket: string) => verifyTicket(`Bearer ${ticket}`, { tenants, tickets, nowSeconds: () => NOW });
+  const tickets = {
+    getWithTenant: async (tenantId: string, hash: string) => ({ ticket: stored.get(`${tenantId}/${hash}`), tenant: await tenants.get(tenantId) }),
+  } as unknown as TicketStore;
+  const verify = (ticket: string) => verifyTicket(`Bearer ${ticket}`, { tickets, nowSeconds: () => NOW });
 
   it('accepts the unmutated ticket', async () => {
     await expect(verify(issuedA.ticket)).resolves.toMatchObject({ tenantId: 'client-a' });

@@ -114,17 +114,17 @@ describe('functions', () => {
   });
 
   const tableArn = () => ({ 'Fn::GetAtt': [logicalId(stack.node.findChild('Table').node.findChild('Table')), 'Arn'] });
-  const READ_WRITE = ['dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'];
+  const READ_WRITE = ['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'];
   test.each<[string, string[] | undefined]>([
     ['descriptor', undefined],
     ['editor', undefined],
-    ['health', ['dynamodb:GetItem', 'dynamodb:Query']],
+    ['health', ['dynamodb:GetItem']],
     ['lifecycle-installed', READ_WRITE],
     ['lifecycle-uninstalled', READ_WRITE],
     ['tickets', READ_WRITE],
     ['uploads', READ_WRITE],
     ['uploads-complete', READ_WRITE],
-    ['uploads-status', ['dynamodb:GetItem', 'dynamodb:Query']],
+    ['uploads-status', ['dynamodb:BatchGetItem', 'dynamodb:GetItem']],
     ['staged-relay', READ_WRITE],
   ])('%s: TABLE_NAME and the table grant come together (%j)', (handler, expectedActions) => {
     const env = fnResource(handler).Properties.Environment.Variables;

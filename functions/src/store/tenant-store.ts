@@ -21,7 +21,7 @@ export interface Tenant {
   siteLimit?: { refusedBytes?: number; refusedAt?: number; acceptedBytes?: number };
 }
 
-const TENANT_SORT_KEY = '#TENANT';
+export const TENANT_SORT_KEY = '#TENANT';
 const ALIAS_SORT_KEY = '#ALIAS';
 
 function installationKey(installationId: string): string {

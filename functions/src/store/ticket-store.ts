@@ -1,5 +1,7 @@
-import { DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { BatchGetCommand, DeleteCommand, GetCommand, PutCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { AppError } from '../core/errors';
 import { TTL_ATTRIBUTE, tenantKey } from './dynamo';
+import { TENANT_SORT_KEY, type Tenant } from './tenant-store';
 
 export interface DeclaredFile {
   name: string;
@@ -69,6 +71,8 @@ export type FileState =
 export interface TicketStore {
   put(ticket: TicketRecord): Promise<void>;
   get(tenantId: string, ticketHash: string): Promise<TicketRecord | undefined>;
+  /** The ticket and its tenant's install record, in one round trip. */
+  getWithTenant(tenantId: string, ticketHash: string): Promise<{ ticket?: TicketRecord; tenant?: Tenant }>;
   /** Marks a declared file as being uploaded, unless it already is or was. */
   claimFile(ticket: TicketRecord, fileIndex: number, leaseSeconds: number, nowSeconds: number): Promise<ClaimOutcome>;
   completeFile(ticket: TicketRecord, fileIndex: number, result: AttachmentResult): Promise<void>;
@@ -133,6 +137,37 @@ export function dynamoTicketStore(client: DynamoDBDocumentClient, tableName: str
       if (!Item) return undefined;
       const { pk: _pk, sk: _sk, [TTL_ATTRIBUTE]: _ttl, ...ticket } = Item;
       return ticket as TicketRecord;
+    },
+
+    async getWithTenant(tenantId, ticketHash) {
+      const keys = [
+        { pk: tenantKey(tenantId), sk: ticketSortKey(ticketHash) },
+        { pk: tenantKey(tenantId), sk: TENANT_SORT_KEY },
+      ];
+      let pending: Record<string, unknown>[] = keys;
+      const items: Record<string, unknown>[] = [];
+      // DynamoDB may leave keys unprocessed under load: ask again for those (the SDK's backoff applies per call).
+      for (let round = 0; pending.length > 0; round += 1) {
+        if (round === 3) throw new AppError(503, 'store_unavailable', 'The relay cannot reach its store; try again later.', { headers: { 'retry-after': '5' } });
+        const { Responses, UnprocessedKeys } = await client.send(
+          new BatchGetCommand({ RequestItems: { [tableName]: { Keys: pending, ConsistentRead: true } } }),
+        );
+        items.push(...(Responses?.[tableName] ?? []));
+        pending = (UnprocessedKeys?.[tableName]?.Keys as Record<string, unknown>[] | undefined) ?? [];
+      }
+      const ticketItem = items.find((item) => item.sk === keys[0].sk);
+      const tenantItem = items.find((item) => item.sk === TENANT_SORT_KEY);
+      let ticket: TicketRecord | undefined;
+      if (ticketItem) {
+        const { pk: _pk, sk: _sk, [TTL_ATTRIBUTE]: _ttl, ...rest } = ticketItem;
+        ticket = rest as unknown as TicketRecord;
+      }
+      let tenant: Tenant | undefined;
+      if (tenantItem) {
+        const { pk: _pk, sk: _sk, ...rest } = tenantItem;
+        tenant = rest as unknown as Tenant;
+      }
+      return { ticket, tenant };
     },
 
     async claimFile(ticket, fileIndex, leaseSeconds, nowSeconds) {

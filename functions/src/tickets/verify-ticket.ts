@@ -1,6 +1,6 @@
 import { unauthorized } from '../core/errors';
 import { tokenFromAuthorization } from '../connect/jwt';
-import type { Tenant, TenantStore } from '../store/tenant-store';
+import type { Tenant } from '../store/tenant-store';
 import type { TicketRecord, TicketStore } from '../store/ticket-store';
 import { parseTicketToken } from './ticket-token';
 
@@ -17,11 +17,11 @@ export interface VerifiedTicket {
  */
 export async function verifyTicket(
   authorization: string | undefined,
-  deps: { tenants: TenantStore; tickets: TicketStore; nowSeconds: () => number },
+  deps: { tickets: TicketStore; nowSeconds: () => number },
 ): Promise<VerifiedTicket> {
   const { tenantId, ticketHash } = parseTicketToken(tokenFromAuthorization(authorization, 'Bearer'));
-  // Both reads depend only on the ticket string: run them together.
-  const [ticket, tenant] = await Promise.all([deps.tickets.get(tenantId, ticketHash), deps.tenants.get(tenantId)]);
+  // Both records depend only on the ticket string: one round trip reads them.
+  const { ticket, tenant } = await deps.tickets.getWithTenant(tenantId, ticketHash);
   if (!ticket) throw unauthorized('unknown_ticket');
   if (deps.nowSeconds() >= ticket.expiresAt) throw unauthorized('ticket_expired');
   // A Connect ticket dies with its tenant (uninstall); a Forge ticket carries its own grant.

@@ -138,7 +138,7 @@ export async function runStagedRelay(
   deps: StagedRelayDeps,
   workerId: string = randomUUID(),
 ): Promise<{ result?: AttachmentResult; failure?: RecordedFailure; bytes: number; duplicate?: boolean }> {
-  const [ticket, tenant] = await Promise.all([deps.tickets.get(job.tenantId, job.ticketHash), deps.tenants.get(job.tenantId)]);
+  const { ticket, tenant } = await deps.tickets.getWithTenant(job.tenantId, job.ticketHash);
   const file = ticket?.files[job.fileIndex];
   if (!ticket || !file?.stagingKey) return { bytes: 0 };
   // A second delivery of the same event (or a stale one) leaves the file, and its object, to the worker that has it.

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { BUNDLE_SETTINGS, PROJECT_ROOT, handlerEntry } from '../bundling';
 
 /** What a function may do with the relay's table. */
-export type TableAccess = 'read' | 'readWrite';
+export type TableAccess = 'probe' | 'read' | 'readWrite';
 
 /**
  * What a function may do with objects in a bucket:
@@ -22,14 +22,18 @@ export type BucketAccess = 'read' | 'write' | 'consume' | 'readWrite' | 'sweep';
 
 /**
  * Exactly the DynamoDB calls the relay's stores make (functions/src/store/*):
- * Get/Put/Update/Delete for tenants and tickets, Query + BatchWrite for an
+ * Get/Put/Update/Delete for tenants and tickets, BatchGet to read a ticket
+ * with its tenant in one round trip, Query + BatchWrite for an
  * uninstall that deletes a tenant's items. No Scan, no DescribeTable, no streams
- * (grantReadWriteData would add those).
+ * (grantReadWriteData would add those). `probe` is the health check's one
+ * GetItem; `read` is for status reads (a ticket with its tenant, a ledger item).
  */
 const TABLE_ACTIONS: Record<TableAccess, readonly string[]> = {
-  read: ['dynamodb:GetItem', 'dynamodb:Query'],
+  probe: ['dynamodb:GetItem'],
+  read: ['dynamodb:GetItem', 'dynamodb:BatchGetItem'],
   readWrite: [
     'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
     'dynamodb:Query',
     'dynamodb:PutItem',
     'dynamodb:UpdateItem',
