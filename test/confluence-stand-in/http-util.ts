@@ -23,6 +23,8 @@ export interface ReadBodyOptions {
   onChunk?: (chunk: Buffer) => void;
   /** Registers a timer so that close() can cancel it. */
   trackTimer?: (t: NodeJS.Timeout, done: boolean) => void;
+  /** Stop reading for `ms` once `afterBytes` body bytes have arrived (once). */
+  stall?: { afterBytes: number; ms: number };
 }
 
 export interface ReadBodyResult {
@@ -47,6 +49,7 @@ export function readBody(req: IncomingMessage, opts: ReadBodyOptions = {}): Prom
     let bytes = 0;
     let error: unknown;
     let settled = false;
+    let stalled = false;
 
     const settle = (fn: () => void) => {
       if (settled) return;
@@ -62,6 +65,17 @@ export function readBody(req: IncomingMessage, opts: ReadBodyOptions = {}): Prom
         } catch (e) {
           error = e;
         }
+      }
+      if (opts.stall && !stalled && bytes >= opts.stall.afterBytes) {
+        stalled = true;
+        req.pause();
+        const t = setTimeout(() => {
+          opts.trackTimer?.(t, true);
+          last = process.hrtime.bigint();
+          req.resume();
+        }, opts.stall.ms);
+        opts.trackTimer?.(t, false);
+        return;
       }
       if (!rate) return;
       const now = process.hrtime.bigint();

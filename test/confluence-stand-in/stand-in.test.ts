@@ -1413,6 +1413,17 @@ describe('failNext: lost connections mid-body and lost answers', () => {
     expect(site.attachments('1').map((a) => a.title)).toEqual(['cut.bin']);
   });
 
+  it('stallAfterBytes: stops reading mid-body for stallMs, then stores the upload as usual', async () => {
+    ci.failNext({ method: 'POST', pathIncludes: '/child/attachment', passThrough: true, stallAfterBytes: 64 * 1024, stallMs: 600 });
+    const data = randomBytes(1024 * 1024);
+    const t0 = Date.now();
+    const res = await upload(site, '1', [{ name: 'file', filename: 'stalled.bin', data }]);
+    expect(res.status).toBe(200);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(550);
+    expect(site.attachments('1').find((a) => a.title === 'stalled.bin')?.sha256).toBe(sha256Hex(data));
+    expect(() => ci.failNext({ stallAfterBytes: 10, stallMs: 10 })).toThrow(/passThrough/);
+  });
+
   it('resetAfterBytes works with a throttled upload', async () => {
     const slow = await start({ bytesPerSecond: 2_000_000 });
     const s = slow.site();

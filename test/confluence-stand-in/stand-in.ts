@@ -115,6 +115,8 @@ interface RequestCtx {
   isUpload: boolean;
   /** passThrough failNext rule: answers are kept in `held` instead of being sent. */
   holdAnswer?: boolean;
+  /** passThrough failNext rule: a stall mid-body. */
+  stall?: { afterBytes: number; ms: number };
   held?: { status: number; headers: OutgoingHttpHeaders; body: string | Buffer };
 }
 
@@ -349,6 +351,9 @@ class StandInServer implements ConfluenceStandIn {
         throw new Error('failNext: resetAfterBytes must be a non-negative integer');
       }
       if (rule.passThrough) throw new Error('failNext: resetAfterBytes cannot be combined with passThrough');
+    }
+    if (rule.stallAfterBytes !== undefined && (!rule.passThrough || !Number.isSafeInteger(rule.stallAfterBytes) || rule.stallAfterBytes < 0)) {
+      throw new Error('failNext: stallAfterBytes needs passThrough and a non-negative integer');
     }
     this.failRules.push({ ...rule, remaining: rule.times ?? 1 });
   }
@@ -622,6 +627,7 @@ class StandInServer implements ConfluenceStandIn {
   private async passThrough(ctx: RequestCtx, rule: FailRule): Promise<void> {
     ctx.rec.injected = true;
     ctx.holdAnswer = true;
+    if (rule.stallAfterBytes !== undefined) ctx.stall = { afterBytes: rule.stallAfterBytes, ms: rule.stallMs ?? 0 };
     let failed = false;
     let error: unknown;
     try {
@@ -884,6 +890,7 @@ class StandInServer implements ConfluenceStandIn {
       bytesPerSecond: this.opts.bytesPerSecond,
       onChunk: c ? (chunk) => c.write(chunk) : undefined,
       trackTimer: this.trackTimer,
+      stall: ctx.stall,
     });
     if (early !== undefined) throw early;
     if (!c || !view || !site || !page) throw new Error('unreachable: upload state incomplete');

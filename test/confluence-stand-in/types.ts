@@ -69,6 +69,11 @@ export interface FailRule {
   /** Process the request normally and apply only `delayMs` / `resetConnection` to its real answer (whatever it
    * is, success or error). `status`, `headers` and `body` are ignored. */
   passThrough?: boolean;
+  /** With passThrough, for an upload: after this many body bytes (at least; bodies arrive in chunks) stop
+   * reading for `stallMs`, then read on and process normally — a Confluence that stalls mid-upload. */
+  stallAfterBytes?: number;
+  /** How long a `stallAfterBytes` stall lasts. */
+  stallMs?: number;
 }
 
 export interface StoredAttachment {

@@ -111,6 +111,8 @@ beforeAll(async () => {
     DIRECT_MAX_BYTES: String(1 * MiB),
     MAX_FILE_BYTES: String(200 * MiB),
     UPSTREAM_TIMEOUT_MS: '120000',
+    // Store and bucket calls give up after 2 s without progress (a Confluence stall must not count as one).
+    API_CALL_TIMEOUT_MS: '2000',
     COMPLETE_WAIT_MS: '1500',
     // Lambda may deliver an asynchronous event more than once: here every one is delivered twice.
     LOCAL_ASYNC_DELIVERIES: '2',
@@ -208,6 +210,18 @@ describe('staged uploads', () => {
       .map((line) => line.code);
     expect(codes.sort()).toEqual(['duplicate_delivery', 'ok']);
   });
+
+  it('rides out Confluence stalling mid-upload for longer than a bucket call may take, in one attempt', async () => {
+    const { ticket, entry, name, bytes } = await stagedUpload(12 * MiB);
+    const uploads = () => standIn.requests.filter((r) => r.method === 'PUT' && r.path.endsWith(`/content/${PAGE}/child/attachment`));
+    const before = uploads().length;
+    // Stops reading for 3 s after 2 MiB: the relay stops reading S3 meanwhile (backpressure), longer than API_CALL_TIMEOUT_MS.
+    standIn.failNext({ method: 'PUT', pathIncludes: '/child/attachment', passThrough: true, stallAfterBytes: 2 * MiB, stallMs: 3000 });
+    const { status } = await completeAndWait(ticket, entry);
+    expect(status).toBe(200);
+    expect(stored(name)).toEqual([expect.objectContaining({ version: 1, sha256: sha256(bytes) })]);
+    expect(uploads().slice(before).map((r) => r.status)).toEqual([200]);
+  }, 60_000);
 
   it.each<[string, number, string | undefined, number, string]>([
     ['larger than declared', 2 * MiB + 1, undefined, 413, 'larger_than_declared'],

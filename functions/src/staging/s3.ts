@@ -36,21 +36,22 @@ export interface StagingBucket {
   list(): AsyncGenerator<{ key: string; lastModifiedMs: number }>;
 }
 
-let cachedClient: S3Client | undefined;
+const clients = new Map<number, S3Client>();
 
 /** Per-attempt socket timeout when the configuration does not say (API_CALL_TIMEOUT_MS's default). */
 const DEFAULT_S3_TIMEOUT_MS = 5_000;
 
-type S3Config = Pick<RelayConfig, 's3Endpoint'> & Partial<Pick<RelayConfig, 'apiCallTimeoutMs'>>;
+type S3Config = Pick<RelayConfig, 's3Endpoint'> & Partial<Pick<RelayConfig, 'apiCallTimeoutMs' | 'upstreamTimeoutMs'>>;
 
 /**
- * The process-wide S3 client. A connection that makes no progress for
- * `apiCallTimeoutMs` is dropped (the SDK has no timeout of its own, and a hung
- * GET would hold the staged relay for its whole 15 minutes); what still fails
- * after the SDK's retries leaves as `503 staging_unavailable`.
+ * The process-wide S3 clients, by socket timeout. A connection that makes no
+ * progress for that long is dropped (the SDK has no timeout of its own, and a
+ * hung GET would hold the staged relay for its whole 15 minutes); what still
+ * fails after the SDK's retries leaves as `503 staging_unavailable`.
  */
-function s3Client(config: S3Config): S3Client {
-  if (cachedClient) return cachedClient;
+function s3Client(config: S3Config, socketTimeoutMs: number): S3Client {
+  const cached = clients.get(socketTimeoutMs);
+  if (cached) return cached;
   const timeoutMs = config.apiCallTimeoutMs ?? DEFAULT_S3_TIMEOUT_MS;
   const client = new S3Client({
     ...(config.s3Endpoint ? { endpoint: config.s3Endpoint, forcePathStyle: true } : {}),
@@ -58,7 +59,7 @@ function s3Client(config: S3Config): S3Client {
     // send streams aws-chunked; neither is wanted here (aws.md §4, §7).
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-    requestHandler: { connectionTimeout: timeoutMs, socketTimeout: timeoutMs },
+    requestHandler: { connectionTimeout: timeoutMs, socketTimeout: socketTimeoutMs },
   });
   client.middlewareStack.add(
     (next) => async (args) => {
@@ -75,7 +76,7 @@ function s3Client(config: S3Config): S3Client {
     },
     { step: 'initialize', name: 'stagingUnavailable' },
   );
-  cachedClient = client;
+  clients.set(socketTimeoutMs, client);
   return client;
 }
 
@@ -86,7 +87,11 @@ function isNotFound(error: unknown): boolean {
 }
 
 export function s3StagingBucket(config: S3Config, bucket: string): StagingBucket {
-  const client = s3Client(config);
+  const client = s3Client(config, config.apiCallTimeoutMs ?? DEFAULT_S3_TIMEOUT_MS);
+  // The staged relay reads an object at Confluence's pace: while Confluence
+  // stalls, the GET's socket idles too, which is no fault of S3's. It may idle
+  // as long as an upload may stall (UPSTREAM_TIMEOUT_MS), not as long as a call may take.
+  const streaming = s3Client(config, Math.max(config.upstreamTimeoutMs ?? 0, config.apiCallTimeoutMs ?? DEFAULT_S3_TIMEOUT_MS));
   return {
     newKey(tenantId, ticketHash) {
       const tenant = createHash('sha256').update(tenantId).digest('hex').slice(0, 16);
@@ -119,7 +124,7 @@ export function s3StagingBucket(config: S3Config, bucket: string): StagingBucket
     },
 
     async open(key) {
-      const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const object = await streaming.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       return object.Body as Readable;
     },
 
