@@ -116,6 +116,7 @@ export function buildDeps(config: RelayConfig = getConfig()) {
       file: DeclaredFile,
       open: RelayFileOptions['open'],
       gate?: RelayFileOptions['gate'],
+      refusal?: RelayFileOptions['refusal'],
     ): Promise<AttachmentResult> => {
       const { identity, app } = await accessFor(tenant, ticket);
       options.onIdentity?.(identity.kind);
@@ -129,6 +130,7 @@ export function buildDeps(config: RelayConfig = getConfig()) {
         policy: config.onNameConflict,
         open,
         gate,
+        refusal,
         upload: timedUpload,
         deadlineMs: options.deadlineMs,
         uploadTimeoutMs: config.upstreamTimeoutMs,

@@ -110,3 +110,43 @@ it('gives up with the Retry-After when the wait would not fit in the time left',
   });
   expect(site.attachments(PAGE).filter((a) => a.title === 'late.txt')).toHaveLength(0);
 });
+
+describe('a "no" known early stops the bytes at once, not at the last byte', () => {
+  // A slow link (2 MB/s) and a file that would take 4 s to send whole.
+  let slow: ConfluenceStandIn;
+  let slowSite: Site;
+  let slowApp: ConfluenceTarget;
+  const SIZE = 8_000_000;
+  beforeAll(async () => {
+    slow = await startConfluenceStandIn({ appKey: 'confluence-upload-relay', bytesPerSecond: 2_000_000 });
+    slowSite = slow.site();
+    slowSite.addPage(PAGE);
+    slowApp = {
+      baseUrl: slowSite.baseUrl,
+      authorize: (method, url) =>
+        appAuthorization({ method, url, tenantBaseUrl: slowSite.baseUrl, appKey: 'confluence-upload-relay', sharedSecret: slowSite.sharedSecret }),
+    };
+  });
+  afterAll(() => slow.close());
+
+  const relaySlow = (name: string, bytes: Buffer, policy: NameConflictPolicy, extra: Partial<RelayFileOptions> = {}) =>
+    relay(name, bytes, policy, { identity: { target: async () => slowApp }, appTarget: slowApp, uploadTimeoutMs: 20_000, ...extra });
+
+  it('fail: an existing name, once the look-up answers', async () => {
+    await relaySlow('taken.bin', Buffer.from('x'), 'fail');
+    const started = Date.now();
+    await expect(relaySlow('taken.bin', randomBytes(SIZE), 'fail')).rejects.toMatchObject({ status: 409, code: 'name_conflict' });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(slowSite.attachments(PAGE).filter((a) => a.title === 'taken.bin')).toEqual([expect.objectContaining({ fileSize: 1 })]);
+  }, 20_000);
+
+  it("the caller's refusal (a replay found in the ledger), once it is known", async () => {
+    const refused = new Error('already uploaded');
+    const started = Date.now();
+    await expect(
+      relaySlow('refused.bin', randomBytes(SIZE), 'version', { refusal: new Promise((resolve) => setTimeout(() => resolve(refused), 100)) }),
+    ).rejects.toBe(refused);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(slowSite.attachments(PAGE).filter((a) => a.title === 'refused.bin')).toEqual([]);
+  }, 20_000);
+});

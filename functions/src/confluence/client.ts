@@ -39,6 +39,8 @@ export interface UploadOptions {
    * so Confluence cannot store it) and is what the upload fails with.
    */
   beforeEnd?(): Promise<void>;
+  /** Aborting it cuts the request off at once (whatever is in flight), so Confluence stores nothing. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -230,6 +232,11 @@ export async function uploadAttachment(options: UploadOptions): Promise<Attachme
     timedOut = true;
     request.destroy(new Error('upstream timeout'));
   }, options.timeoutMs);
+  const onAbort = () => {
+    if (!bodySent) request.destroy(new Error('upload stopped'));
+  };
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
 
   const responded = new Promise<http.IncomingMessage>((resolve, reject) => {
     request.once('response', resolve);
@@ -271,6 +278,7 @@ export async function uploadAttachment(options: UploadOptions): Promise<Attachme
     }
   } finally {
     clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -31,6 +31,7 @@ export interface DirectUploadDeps {
     file: DeclaredFile,
     open: RelayFileOptions['open'],
     gate?: RelayFileOptions['gate'],
+    refusal?: RelayFileOptions['refusal'],
   ): Promise<AttachmentResult>;
 }
 
@@ -213,6 +214,8 @@ async function relayInOnePass(
           const outcome = await claim!;
           if (outcome.state !== 'claimed') throw new ClaimRefused(outcome);
         },
+        // A replay (or a double click) is known as soon as the ledger answers: stop sending then.
+        claim.then((outcome) => (outcome.state === 'claimed' ? undefined : new ClaimRefused(outcome))),
       );
       relaying.catch(() => undefined);
       // The parse goes on once the part has been read, or once it never will be.

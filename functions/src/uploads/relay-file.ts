@@ -27,6 +27,12 @@ export interface RelayFileOptions {
    * fails the file with that reason.
    */
   gate?(): Promise<void>;
+  /**
+   * Settles with a reason not to send the file, as soon as one is known (or
+   * with undefined): the attempt streaming meanwhile is cut off at once
+   * rather than at its last bytes, and no further attempt is made.
+   */
+  refusal?: Promise<unknown>;
   /** Opens the file's bytes (again, for a retry) and hands them to `consume`. */
   open<T>(consume: (body: Readable) => Promise<T>): Promise<T>;
   upload(options: UploadOptions): Promise<AttachmentResult>;
@@ -53,6 +59,10 @@ const MIN_ATTEMPT_MS = 1_000;
 /** Exponential backoff with full jitter (0 … min(cap, base·2^attempt)). */
 export function backoffMs(attempt: number, random: () => number = Math.random): number {
   return Math.floor(random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt));
+}
+
+function nameConflict(): AppError {
+  return new AppError(409, 'name_conflict', 'The page already has an attachment with this name.');
 }
 
 /** Whether what is on the page now is the result of our upload (and not what was there before). */
@@ -132,16 +142,36 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
   async function settleName(): Promise<void> {
     if (nameSettled) return;
     before = await lookup;
-    if (before && options.policy === 'fail') throw new AppError(409, 'name_conflict', 'The page already has an attachment with this name.');
+    if (before && options.policy === 'fail') throw nameConflict();
     if (before) outcome = 'versioned';
     nameSettled = true;
   }
   const method = options.policy === 'version' ? 'PUT' : 'POST';
 
+  // A "no" known before an attempt's last bytes (a name conflict under `fail`,
+  // the caller's refusal) stops the bytes flowing at once, not at the end.
+  let stopped: { reason: unknown } | undefined;
+  /** Read through a function: TypeScript cannot see the callbacks that set it. */
+  const stoppedBy = (): { reason: unknown } | undefined => stopped;
+  let attemptAbort: AbortController | undefined;
+  const stop = (reason: unknown) => {
+    stopped ??= { reason };
+    attemptAbort?.abort(reason);
+  };
+  if (options.policy === 'fail') lookup.then((found) => found && stop(nameConflict()), () => undefined);
+  options.refusal?.then(
+    (reason) => reason !== undefined && stop(reason),
+    (error: unknown) => stop(error),
+  );
+
   for (let attempt = 1; ; attempt += 1) {
+    const stopNow = stoppedBy();
+    if (stopNow) throw stopNow.reason;
     const used = target;
     /** Why this attempt was held back before its last byte (nothing reached Confluence whole). */
     let held: { reason: unknown } | undefined;
+    attemptAbort = new AbortController();
+    const { signal } = attemptAbort;
     try {
       const result = await options.open((body) =>
         options.upload({
@@ -153,6 +183,7 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
           minorEdit: options.minorEdit,
           method,
           timeoutMs: Math.max(1, Math.min(options.uploadTimeoutMs, remaining())),
+          signal,
           async beforeEnd() {
             try {
               await settleName();
@@ -168,6 +199,8 @@ export async function relayFile(options: RelayFileOptions): Promise<AttachmentRe
       await settleName();
       return { ...result, name: file.name, outcome };
     } catch (error) {
+      const stoppedNow = stoppedBy();
+      if (stoppedNow) throw stoppedNow.reason;
       if (held) throw held.reason;
       if (!(error instanceof UpstreamError)) throw error;
       // An attempt refused before its last byte still needs the name settled to be judged.
