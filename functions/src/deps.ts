@@ -10,9 +10,9 @@ import { uploadLimits } from './uploads/limits';
 import { isAllowedUrl } from './core/hosts';
 import { AppError } from './core/errors';
 import { userTokenProvider } from './confluence/oauth';
-import { relayFile, type RelayFileOptions, type UploadIdentity } from './uploads/relay-file';
+import { relayFile, type FileRelay, type UploadIdentity } from './uploads/relay-file';
 import { uploadAttachment, type UploadOptions } from './confluence/client';
-import type { AttachmentResult, DeclaredFile, TicketRecord } from './store/ticket-store';
+import type { AttachmentResult, TicketRecord } from './store/ticket-store';
 import { s3StagingBucket } from './staging/s3';
 import { MetricName, MetricUnit, metrics } from './core/metrics';
 import { tokenSealerFor } from './forge/token-sealer';
@@ -110,14 +110,7 @@ export function buildDeps(config: RelayConfig = getConfig()) {
    * `deadlineMs`, and what Confluence taught us about the site's size limit.
    */
   function fileRelay(options: { deadlineMs: number; onIdentity?(kind: 'user' | 'app'): void }) {
-    return async (
-      tenant: Tenant | undefined,
-      ticket: TicketRecord,
-      file: DeclaredFile,
-      open: RelayFileOptions['open'],
-      gate?: RelayFileOptions['gate'],
-      refusal?: RelayFileOptions['refusal'],
-    ): Promise<AttachmentResult> => {
+    const relay: FileRelay = async (tenant, ticket, file, open, gate, refusal) => {
       const { identity, app } = await accessFor(tenant, ticket);
       options.onIdentity?.(identity.kind);
       const result = await relayFile({
@@ -144,6 +137,7 @@ export function buildDeps(config: RelayConfig = getConfig()) {
       if (tenant && refused !== undefined && file.size >= refused) await tenants.recordSiteLimit(tenant.tenantId, { acceptedBytes: file.size });
       return result;
     };
+    return relay;
   }
 
   return {

@@ -17,15 +17,19 @@ let standIn: ConfluenceStandIn;
 let site: Site;
 let app: ConfluenceTarget;
 
+/** Confluence as the app, on a stand-in site. */
+function appTargetOf(on: Site): ConfluenceTarget {
+  return {
+    baseUrl: on.baseUrl,
+    authorize: (method, url) => appAuthorization({ method, url, tenantBaseUrl: on.baseUrl, appKey: 'confluence-upload-relay', sharedSecret: on.sharedSecret }),
+  };
+}
+
 beforeAll(async () => {
   standIn = await startConfluenceStandIn({ appKey: 'confluence-upload-relay' });
   site = standIn.site();
   site.addPage(PAGE);
-  app = {
-    baseUrl: site.baseUrl,
-    authorize: (method, url) =>
-      appAuthorization({ method, url, tenantBaseUrl: site.baseUrl, appKey: 'confluence-upload-relay', sharedSecret: site.sharedSecret }),
-  };
+  app = appTargetOf(site);
 });
 afterAll(() => standIn.close());
 
@@ -121,11 +125,7 @@ describe('a "no" known early stops the bytes at once, not at the last byte', () 
     slow = await startConfluenceStandIn({ appKey: 'confluence-upload-relay', bytesPerSecond: 2_000_000 });
     slowSite = slow.site();
     slowSite.addPage(PAGE);
-    slowApp = {
-      baseUrl: slowSite.baseUrl,
-      authorize: (method, url) =>
-        appAuthorization({ method, url, tenantBaseUrl: slowSite.baseUrl, appKey: 'confluence-upload-relay', sharedSecret: slowSite.sharedSecret }),
-    };
+    slowApp = appTargetOf(slowSite);
   });
   afterAll(() => slow.close());
 

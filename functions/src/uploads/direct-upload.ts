@@ -3,8 +3,7 @@ import { finished } from 'node:stream/promises';
 import { AppError, badRequest } from '../core/errors';
 import { describeError, logger } from '../core/logger';
 import { UpstreamError } from '../confluence/client';
-import { nextTurn, type RelayFileOptions } from './relay-file';
-import type { Tenant, TenantStore } from '../store/tenant-store';
+import { nextTurn, type FileRelay } from './relay-file';
 import type { AttachmentResult, ClaimOutcome, DeclaredFile, TicketRecord, TicketStore } from '../store/ticket-store';
 import { verifyTicket, type VerifiedTicket } from '../tickets/verify-ticket';
 import type { UploadLimits } from './limits';
@@ -19,20 +18,12 @@ export interface DirectUploadRequest {
 
 export interface DirectUploadDeps {
   limits: UploadLimits;
-  tenants: TenantStore;
   tickets: TicketStore;
   nowSeconds: () => number;
   /** How long an in-flight claim is held before another invocation may take it over. */
   leaseSeconds: number;
   /** Relays one file (identity, conflict policy, retries); see relay-file.ts. */
-  relay(
-    tenant: Tenant | undefined,
-    ticket: TicketRecord,
-    file: DeclaredFile,
-    open: RelayFileOptions['open'],
-    gate?: RelayFileOptions['gate'],
-    refusal?: RelayFileOptions['refusal'],
-  ): Promise<AttachmentResult>;
+  relay: FileRelay;
 }
 
 export interface DirectUploadOutcome {

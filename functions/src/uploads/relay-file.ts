@@ -3,7 +3,8 @@ import type { NameConflictPolicy } from '../core/config';
 import { AppError } from '../core/errors';
 import { UpstreamError, type ConfluenceTarget, type UploadOptions } from '../confluence/client';
 import { contentExists, findAttachment, freeName, type ExistingAttachment } from '../confluence/attachments';
-import type { AttachmentResult, DeclaredFile } from '../store/ticket-store';
+import type { AttachmentResult, DeclaredFile, TicketRecord } from '../store/ticket-store';
+import type { Tenant } from '../store/tenant-store';
 
 /** Who the upload runs as: the user (a bearer token that may need renewing) or the app. */
 export interface UploadIdentity {
@@ -44,6 +45,19 @@ export interface RelayFileOptions {
   sleep?(ms: number): Promise<void>;
   random?(): number;
 }
+
+/**
+ * Relays one declared file of a ticket with the tenant's upload identity
+ * (built once per invocation in deps.ts `fileRelay`).
+ */
+export type FileRelay = (
+  tenant: Tenant | undefined,
+  ticket: TicketRecord,
+  file: DeclaredFile,
+  open: RelayFileOptions['open'],
+  gate?: RelayFileOptions['gate'],
+  refusal?: RelayFileOptions['refusal'],
+) => Promise<AttachmentResult>;
 
 export const MAX_ATTEMPTS = 4;
 const BACKOFF_BASE_MS = 250;

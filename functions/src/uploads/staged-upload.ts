@@ -2,10 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { AppError, badRequest } from '../core/errors';
 import type { StagingBucket } from '../staging/s3';
 import type { StagedRelayJob } from '../staging/invoke';
-import type { Tenant, TenantStore } from '../store/tenant-store';
 import type { AttachmentResult, DeclaredFile, FileState, RecordedFailure, TicketRecord, TicketStore } from '../store/ticket-store';
 import { verifyTicket } from '../tickets/verify-ticket';
-import type { RelayFileOptions } from './relay-file';
+import type { FileRelay } from './relay-file';
 
 /** The answer to a completion or a status read. */
 export type StagedAnswer =
@@ -14,7 +13,6 @@ export type StagedAnswer =
   | { status: 'failed'; failure: RecordedFailure };
 
 interface TicketDeps {
-  tenants: TenantStore;
   tickets: TicketStore;
   nowSeconds: () => number;
 }
@@ -122,10 +120,9 @@ export async function readUploadStatus(
 }
 
 export interface StagedRelayDeps {
-  tenants: TenantStore;
   tickets: TicketStore;
   staging: StagingBucket;
-  relay(tenant: Tenant | undefined, ticket: TicketRecord, file: DeclaredFile, open: RelayFileOptions['open']): Promise<AttachmentResult>;
+  relay: FileRelay;
 }
 
 /**
