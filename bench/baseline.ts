@@ -27,13 +27,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { SymmetricAlgorithm, createQueryStringHash, encodeSymmetric, fromMethodAndUrl } from 'atlassian-jwt';
 import { startConfluenceStandIn } from '../test/confluence-stand-in/stand-in';
 import { startRelayProcess } from '../test/helpers/relay-process';
 import { RelayClient } from '../test/helpers/relay-client';
 import { buildHandlers } from '../functions/src/local/build';
 import { muteSdkNodeVersionWarning } from '../functions/src/local/quiet';
 import { MiB, formatMs, median, percentile, table } from './stats';
+import { multipart, postStraight } from './requests';
 
 /** Spread of a path's samples: the 75th minus the 25th percentile. */
 const interquartile = (samples: number[]) => percentile(samples, 75) - percentile(samples, 25);
@@ -45,12 +45,6 @@ const MEMORY_RUNS = Number(process.env.BENCH_MEMORY_RUNS ?? 5);
 const LINK_BYTES_PER_SECOND = 12_500_000; // 100 Mbit/s
 const PAGE = '1001';
 const TSX = path.join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs');
-
-function multipart(name: string, bytes: Buffer): { body: Buffer; contentType: string } {
-  const boundary = `----bench${randomBytes(8).toString('hex')}`;
-  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`);
-  return { body: Buffer.concat([head, bytes, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` };
-}
 
 type PathName = 'relay' | 'baseline' | 'baselineInMemory' | 'straight';
 
@@ -121,22 +115,7 @@ async function measureLatency(): Promise<Array<{ sizeMiB: number; ms: Record<Pat
           },
           baseline: () => throughBaseline(baseline.url, `baseline-${counter}.bin`, bytes),
           baselineInMemory: () => throughBaseline(baselineInMemory.url, `baseline-memory-${counter}.bin`, bytes),
-          async straight() {
-            const { body, contentType } = multipart(`straight-${counter}.bin`, bytes);
-            const url = `${site.baseUrl}/rest/api/content/${PAGE}/child/attachment`;
-            const iat = Math.floor(Date.now() / 1000);
-            const jwt = encodeSymmetric(
-              { iss: 'confluence-upload-relay', iat, exp: iat + 180, qsh: createQueryStringHash(fromMethodAndUrl('POST', url), false, site.baseUrl) },
-              site.sharedSecret,
-              SymmetricAlgorithm.HS256,
-            );
-            const started = performance.now();
-            const response = await fetch(url, { method: 'POST', headers: { authorization: `JWT ${jwt}`, 'x-atlassian-token': 'no-check', 'content-type': contentType }, body: new Uint8Array(body) });
-            const text = await response.text();
-            const ms = performance.now() - started;
-            if (response.status !== 200) throw new Error(`straight upload failed: ${response.status} ${text}`);
-            return ms;
-          },
+          straight: () => postStraight(site, PAGE, multipart(`straight-${counter}.bin`, bytes)),
         };
         // Rotate the order so that no path always meets a busier stand-in; round 0 warms up and is not counted.
         const order: PathName[] = (['relay', 'baseline', 'baselineInMemory', 'straight'] as PathName[]).map((_, i, all) => all[(i + run) % all.length]);

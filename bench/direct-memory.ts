@@ -10,49 +10,25 @@
  * another process, reading at 100 Mbit/s.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { SymmetricAlgorithm, encodeSymmetric } from 'atlassian-jwt';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { buildHandlers } from '../functions/src/local/build';
-import { ensureTable, startDynalite } from '../functions/src/local/dynamodb-local';
-import { dynamoTenantStore } from '../functions/src/store/tenant-store';
-import { documentClient } from '../functions/src/store/dynamo';
 import { MiB } from './stats';
 import { sampleRss } from './rss';
+import { apiEvent, lambdaContext, startInProcessStore, type Handler } from './in-process';
 import { muteSdkNodeVersionWarning } from '../functions/src/local/quiet';
 
 muteSdkNodeVersionWarning();
 
 
-type Handler = (event: APIGatewayProxyEventV2, context: Context) => Promise<APIGatewayProxyStructuredResultV2>;
 const FILE_BYTES = 4 * MiB;
 
-function event(method: string, rawPath: string, headers: Record<string, string>, body: Buffer, base64: boolean): APIGatewayProxyEventV2 {
-  const requestId = randomUUID();
-  return {
-    version: '2.0',
-    routeKey: `${method} ${rawPath}`,
-    rawPath,
-    rawQueryString: '',
-    headers,
-    requestContext: {
-      accountId: '0', apiId: 'bench', domainName: 'localhost', domainPrefix: 'bench', requestId, routeKey: `${method} ${rawPath}`,
-      stage: '$default', time: new Date().toISOString(), timeEpoch: Date.now(),
-      http: { method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'bench' },
-    },
-    body: body.toString(base64 ? 'base64' : 'utf8'),
-    isBase64Encoded: base64,
-  };
-}
-
-function context(): Context {
-  return { getRemainingTimeInMillis: () => 29_000, awsRequestId: randomUUID(), functionName: 'bench' } as unknown as Context;
-}
-
+const context = () => lambdaContext('bench');
 async function main(): Promise<void> {
   const standIn = spawn(process.execPath, [path.join(__dirname, '..', 'node_modules', 'tsx', 'dist', 'cli.mjs'), path.join(__dirname, 'stand-in-child.ts')], {
     env: { ...process.env, BYTES_PER_SECOND: '12500000' },
@@ -60,18 +36,9 @@ async function main(): Promise<void> {
   });
   const firstLine = await new Promise<string>((resolve) => readline.createInterface({ input: standIn.stdout! }).once('line', resolve));
   const site = JSON.parse(firstLine) as { origin: string; baseUrl: string; clientKey: string; sharedSecret: string };
-  const dynamo = await startDynalite();
+  const dynamo = await startInProcessStore(site, { POWERTOOLS_METRICS_DISABLED: 'true' });
   const bundleDir = mkdtempSync(path.join(os.tmpdir(), 'bench-bundles-'));
   try {
-    Object.assign(process.env, {
-      DYNAMODB_ENDPOINT: dynamo.endpoint, TABLE_NAME: 'bench', AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'x',
-      ALLOWED_TENANT_HOSTS: '127.0.0.1', ALLOW_HTTP_TENANTS: 'true', RELAY_BASE_URL: 'http://localhost:3000', ON_NAME_CONFLICT: 'fail',
-      POWERTOOLS_LOG_LEVEL: 'WARN', POWERTOOLS_METRICS_DISABLED: 'true',
-    });
-    await ensureTable(dynamo.endpoint, 'bench');
-    await dynamoTenantStore(documentClient({ dynamodbEndpoint: dynamo.endpoint }), 'bench').put({
-      tenantId: site.clientKey, sharedSecret: site.sharedSecret, baseUrl: site.baseUrl, installedAt: new Date().toISOString(),
-    });
     const bundles = await buildHandlers(bundleDir);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const tickets = (require(bundles.tickets) as { handler: Handler }).handler;
@@ -87,7 +54,7 @@ async function main(): Promise<void> {
       const iat = Math.floor(Date.now() / 1000);
       const token = encodeSymmetric({ iss: site.clientKey, sub: 'bench-user', iat, exp: iat + 300, qsh: 'context-qsh' }, site.sharedSecret, SymmetricAlgorithm.HS256);
       const ticketBody = Buffer.from(JSON.stringify({ contentId: '1001', files: [{ name, size: fileBytes }] }));
-      const issued = await tickets(event('POST', '/tickets', { authorization: `JWT ${token}`, 'content-type': 'application/json' }, ticketBody, false), context());
+      const issued = await tickets(apiEvent('POST', '/tickets', { authorization: `JWT ${token}`, 'content-type': 'application/json' }, ticketBody, false), context());
       const ticket = (JSON.parse(String(issued.body)) as { ticket: string }).ticket;
 
       const boundary = 'benchboundary0123456789';
@@ -96,7 +63,7 @@ async function main(): Promise<void> {
         randomBytes(fileBytes),
         Buffer.from(`\r\n--${boundary}--\r\n`),
       ]);
-      const uploadEvent = event('POST', '/uploads', { authorization: `Bearer ${ticket}`, 'content-type': `multipart/form-data; boundary=${boundary}` }, multipart, true);
+      const uploadEvent = apiEvent('POST', '/uploads', { authorization: `Bearer ${ticket}`, 'content-type': `multipart/form-data; boundary=${boundary}` }, multipart, true);
       multipart = undefined; // only the event (as the Lambda runtime holds it) stays
       let result: APIGatewayProxyStructuredResultV2 = { statusCode: 0 };
       const { baselineBytes: baseline, peakBytes: peak } = await sampleRss(async () => {

@@ -12,11 +12,11 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { SymmetricAlgorithm, createQueryStringHash, encodeSymmetric, fromMethodAndUrl } from 'atlassian-jwt';
 import { startConfluenceStandIn } from '../test/confluence-stand-in/stand-in';
 import { startRelayProcess } from '../test/helpers/relay-process';
 import { RelayClient } from '../test/helpers/relay-client';
 import { MiB, formatMs, median, table } from './stats';
+import { multipart, postStraight } from './requests';
 import { muteSdkNodeVersionWarning } from '../functions/src/local/quiet';
 
 muteSdkNodeVersionWarning();
@@ -24,15 +24,6 @@ muteSdkNodeVersionWarning();
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 const LINK_BYTES_PER_SECOND = 12_500_000; // 100 Mbit/s
 const PAGE = '1001';
-
-function multipart(name: string, bytes: Buffer): { body: Buffer; contentType: string } {
-  const boundary = `----bench${randomBytes(8).toString('hex')}`;
-  const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="minorEdit"\r\n\r\ntrue\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
-  );
-  return { body: Buffer.concat([head, bytes, Buffer.from(`\r\n--${boundary}--\r\n`)]), contentType: `multipart/form-data; boundary=${boundary}` };
-}
 
 async function main(): Promise<void> {
   const standIn = await startConfluenceStandIn({ bytesPerSecond: LINK_BYTES_PER_SECOND });
@@ -59,31 +50,16 @@ async function main(): Promise<void> {
         // (a) through the relay; the ticket is fetched first and not timed.
         const relayName = `relay-${size}-${(counter += 1)}.bin`;
         const bytes = randomBytes(size);
-        const { body, contentType } = multipart(relayName, bytes);
+        const { body, contentType } = multipart(relayName, bytes, { minorEdit: 'true' });
         const ticket = await client.ticket(site.contextToken({ accountId: 'bench-user' }), PAGE, [{ name: relayName, size }]);
-        let started = performance.now();
+        const started = performance.now();
         const relayed = await client.uploadRaw(ticket, body, contentType);
         const relayMs = performance.now() - started;
         if (relayed.status !== 200) throw new Error(`relay upload failed: ${relayed.status} ${await relayed.text()}`);
 
         // (b) the same bytes straight to the stand-in, as the app.
         const directName = `direct-${size}-${counter}.bin`;
-        const direct = multipart(directName, bytes);
-        const url = `${site.baseUrl}/rest/api/content/${PAGE}/child/attachment`;
-        const iat = Math.floor(Date.now() / 1000);
-        const jwt = encodeSymmetric(
-          { iss: 'confluence-upload-relay', iat, exp: iat + 180, qsh: createQueryStringHash(fromMethodAndUrl('POST', url), false, site.baseUrl) },
-          site.sharedSecret,
-          SymmetricAlgorithm.HS256,
-        );
-        started = performance.now();
-        const posted = await fetch(url, {
-          method: 'POST',
-          headers: { authorization: `JWT ${jwt}`, 'x-atlassian-token': 'no-check', 'content-type': direct.contentType },
-          body: new Uint8Array(direct.body),
-        });
-        const directMs = performance.now() - started;
-        if (posted.status !== 200) throw new Error(`direct upload failed: ${posted.status} ${await posted.text()}`);
+        const directMs = await postStraight(site, PAGE, multipart(directName, bytes, { minorEdit: 'true' }));
         // The first pair warms both paths (bundle load, connections) and is not counted.
         if (run > 0) {
           relayTimes.push(relayMs);
