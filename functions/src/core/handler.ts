@@ -15,6 +15,8 @@ export interface RequestLog {
   fileNames?: string[];
   /** Whose identity the upload used at Confluence. */
   as?: 'user' | 'app';
+  /** How the upload's ticket was checked: before the first byte (`store`), or alongside it on its signed terms (`early`). */
+  ticketCheck?: 'store' | 'early';
 }
 
 export type RouteFunction = (event: HttpEvent, log: RequestLog, context: Context) => Promise<HttpResult>;

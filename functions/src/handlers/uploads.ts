@@ -32,6 +32,7 @@ export const handler = httpHandler('uploads', async (event, log, context) => {
     log.tenant = outcome.tenantId;
     log.bytes = outcome.bytesRelayed;
     log.files = outcome.attachments.length;
+    log.ticketCheck = outcome.early ? 'early' : 'store';
     if (deps.config.logFileNames) log.fileNames = outcome.attachments.map((a) => a.name);
     metrics.addMetric(MetricName.UploadSucceeded, MetricUnit.Count, outcome.attachments.length);
     metrics.addMetric(MetricName.BytesRelayed, MetricUnit.Bytes, outcome.bytesRelayed);

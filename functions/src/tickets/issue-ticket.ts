@@ -164,10 +164,16 @@ export async function issueTicket(request: TicketHttpRequest, deps: IssueTicketD
 
   const now = deps.nowSeconds();
   const expiresAt = now + deps.config.ticketTtlSeconds;
-  const { ticket, ticketHash } = createTicketToken(principal.tenantId);
-  const files = ticketRequest.files.map((file) =>
-    file.size > deps.config.directMaxBytes && deps.staging ? { ...file, stagingKey: deps.staging.newKey(principal.tenantId, ticketHash) } : file,
-  );
+  const staged = (file: { size: number }) => file.size > deps.config.directMaxBytes && deps.staging !== undefined;
+  // A Connect ticket for direct uploads carries its terms, signed with a key
+  // derived from the tenant's secret, so an instance that knows the tenant can
+  // start relaying before the store has answered (verify-ticket.ts).
+  const signWith =
+    tenant && !principal.forge && !ticketRequest.files.some(staged)
+      ? { sharedSecret: tenant.sharedSecret, terms: { accountId, contentId: ticketRequest.contentId, files: ticketRequest.files, comment: ticketRequest.comment, minorEdit: ticketRequest.minorEdit, expiresAt } }
+      : undefined;
+  const { ticket, ticketHash } = createTicketToken(principal.tenantId, signWith);
+  const files = ticketRequest.files.map((file) => (staged(file) && deps.staging ? { ...file, stagingKey: deps.staging.newKey(principal.tenantId, ticketHash) } : file));
   const grant = principal.forge && deps.forge
     ? {
         apiBaseUrl: principal.forge.apiBaseUrl,

@@ -5,7 +5,7 @@ import { describeError, logger } from '../core/logger';
 import { UpstreamError } from '../confluence/client';
 import { nextTurn, type FileRelay } from './relay-file';
 import type { AttachmentResult, ClaimOutcome, DeclaredFile, TicketRecord, TicketStore } from '../store/ticket-store';
-import { verifyTicket, type VerifiedTicket } from '../tickets/verify-ticket';
+import { checkTicketEarly, superseded, type VerifiedTicket } from '../tickets/verify-ticket';
 import type { UploadLimits } from './limits';
 import { parseMultipart, type FilePartInfo, type MultipartLimits } from './multipart';
 
@@ -30,6 +30,8 @@ export interface DirectUploadOutcome {
   tenantId: string;
   attachments: AttachmentResult[];
   bytesRelayed: number;
+  /** Whether the upload started on the ticket's signed terms, before the store had confirmed them. */
+  early: boolean;
 }
 
 interface PlannedFile {
@@ -138,16 +140,55 @@ async function withFilePart<T>(
  * `POST /uploads`: verify the ticket, check the body against it, claim each
  * file in the ledger, then stream each file into Confluence. Files uploaded
  * before are answered from the ledger; a file in flight elsewhere is a 409.
+ *
+ * A signed ticket of a tenant this instance knows (verify-ticket.ts
+ * `checkTicketEarly`) lets the usual one-file upload start on the ticket's
+ * own terms while the store confirms them: its last bytes wait for that
+ * answer too, so a ticket the store refuses cuts the upload short and
+ * Confluence stores nothing. If the store's records differ from the terms
+ * (a reinstall changed the tenant's secret), the upload is redone on them.
  */
 export async function relayDirectUpload(request: DirectUploadRequest, deps: DirectUploadDeps): Promise<DirectUploadOutcome> {
-  const verified = await verifyTicket(request.authorization, deps);
+  const check = await checkTicketEarly(request.authorization, deps);
+  let verified = check.verified;
+  if (check.confirmed) {
+    const attempt = await relayInOnePass(request, deps, verified, check.confirmed).then(
+      (single) => ({ single }),
+      (error: unknown) => ({ error }),
+    );
+    // Nothing is answered before the store has: its refusal is the answer.
+    const confirmed = await check.confirmed;
+    if (!superseded(verified, confirmed)) {
+      if ('error' in attempt) throw attempt.error;
+      if (attempt.single) return { tenantId: verified.tenantId, attachments: [attempt.single.result], bytesRelayed: attempt.single.bytesRelayed, early: true };
+      // More than the one-pass path takes: the whole body is checked first, on the store's records.
+      return { ...(await relayInTwoPasses(request, deps, confirmed)), early: false };
+    }
+    verified = confirmed;
+  }
   const single = await relayInOnePass(request, deps, verified);
-  if (single) return { tenantId: verified.tenantId, attachments: [single.result], bytesRelayed: single.bytesRelayed };
-  return relayInTwoPasses(request, deps, verified);
+  if (single) return { tenantId: verified.tenantId, attachments: [single.result], bytesRelayed: single.bytesRelayed, early: false };
+  return { ...(await relayInTwoPasses(request, deps, verified)), early: false };
 }
+
+/** Why an early upload was given up: the store's records differ from the ticket's terms it ran on. */
+class Superseded extends Error {}
 
 /** Why the one-pass path gave a request up to the two-pass one: it has more than one file, or text parts after its file. */
 class NotOnePart extends Error {}
+
+/** Settles with the first reason given (or a rejection), or with undefined once every one has said none. */
+function firstRefusal(reasons: Promise<unknown>[]): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    let pending = reasons.length;
+    for (const reason of reasons) {
+      reason.then((value) => {
+        if (value !== undefined) resolve(value);
+        else if (--pending === 0) resolve(undefined);
+      }, reject);
+    }
+  });
+}
 
 /** The ledger's answer when the file was not this request's to upload. */
 class ClaimRefused extends Error {
@@ -167,8 +208,15 @@ class ClaimRefused extends Error {
 async function relayInOnePass(
   request: DirectUploadRequest,
   deps: DirectUploadDeps,
-  { ticket, tenant }: VerifiedTicket,
+  early: VerifiedTicket,
+  confirmed?: Promise<VerifiedTicket>,
 ): Promise<{ result: AttachmentResult; bytesRelayed: number } | undefined> {
+  const { ticket, tenant } = early;
+  /** Undefined once the store agrees with the terms used (at once without `confirmed`); rejects with its 401. */
+  const disagreement: Promise<Superseded | undefined> = confirmed
+    ? confirmed.then((stored) => (superseded(early, stored) ? new Superseded() : undefined))
+    : Promise.resolve(undefined);
+  disagreement.catch(() => undefined);
   const fields: Fields = {};
   let file: PlannedFile | undefined;
   let more = false;
@@ -202,11 +250,14 @@ async function relayInOnePass(
         async () => {
           await parsing;
           if (more) throw new NotOnePart();
+          const differs = await disagreement;
+          if (differs) throw differs;
           const outcome = await claim!;
           if (outcome.state !== 'claimed') throw new ClaimRefused(outcome);
         },
-        // A replay (or a double click) is known as soon as the ledger answers: stop sending then.
-        claim.then((outcome) => (outcome.state === 'claimed' ? undefined : new ClaimRefused(outcome))),
+        // A replay (or a double click), or a ticket the store refuses, is known
+        // as soon as the ledger or the store answers: stop sending then.
+        firstRefusal([claim.then((outcome) => (outcome.state === 'claimed' ? undefined : new ClaimRefused(outcome))), disagreement]),
       );
       relaying.catch(() => undefined);
       // The parse goes on once the part has been read, or once it never will be.
@@ -271,7 +322,7 @@ async function recordCompletion(tickets: TicketStore, ticket: TicketRecord, inde
  * Any other body: check it whole first (planUpload), claim each file, then
  * stream each file into Confluence, parsing the body again for each.
  */
-async function relayInTwoPasses(request: DirectUploadRequest, deps: DirectUploadDeps, { ticket, tenant, tenantId }: VerifiedTicket): Promise<DirectUploadOutcome> {
+async function relayInTwoPasses(request: DirectUploadRequest, deps: DirectUploadDeps, { ticket, tenant, tenantId }: VerifiedTicket): Promise<Omit<DirectUploadOutcome, 'early'>> {
   const { planned, fields } = await planUpload(request, ticket, deps.limits);
 
   // Claim every file first, so that a concurrent duplicate fails before any byte moves.
