@@ -81,7 +81,7 @@ export class SiteState implements Site {
   readonly contextPath: string;
   readonly clientKey = randomUUID();
   // 32 random bytes, base64url: the shape of a real Connect sharedSecret is opaque; length is what matters.
-  readonly sharedSecret = randomBytes(32).toString('base64url');
+  sharedSecret = randomBytes(32).toString('base64url');
   // Atlassian accountIds of app bot users look like '557058:<uuid>'.
   readonly appAccountId = `557058:${randomUUID()}`;
   readonly oauthClientId = randomBytes(24).toString('base64url');
@@ -197,6 +197,10 @@ export class SiteState implements Site {
       headers['x-forge-oauth-system'] = token;
     }
     return { fit, headers, claims };
+  }
+
+  rotateSharedSecret(): void {
+    this.sharedSecret = randomBytes(32).toString('base64url');
   }
 
   installRequest(opts: InstallRequestOptions): InstallRequest {

@@ -206,6 +206,8 @@ export interface Site {
   allAttachments(): StoredAttachment[];
   /** The lifecycle callback Confluence would send to the relay: JSON body and RS256 `Authorization`. */
   installRequest(opts: InstallRequestOptions): InstallRequest;
+  /** A new shared secret, as a reinstall hands over; app JWTs signed with the old one are refused from now on. */
+  rotateSharedSecret(): void;
   /** What AP.context.getToken() returns inside the app's iframe on this site. */
   contextToken(opts: ContextTokenOptions): string;
   /** Registers a bearer token (as from the OAuth 2.0 JWT-bearer grant) that acts as the given user. */

@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteItemCommand, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { startConfluenceStandIn } from '../confluence-stand-in/stand-in';
 import type { ConfluenceStandIn, Site } from '../confluence-stand-in/types';
 import { startDynalite } from '../../functions/src/local/dynamodb-local';
@@ -391,6 +391,106 @@ describe('direct uploads', () => {
     const ticket = await client.ticket(contextToken(), PAGE, [{ name: 'small.bin', size: 10 }]);
     const response = await client.upload(ticket, [part]);
     expect(response.status).toBe(413);
+  });
+});
+
+describe('signed tickets: an instance that knows the tenant starts the upload while the store confirms the ticket', () => {
+  const uploadRequestsSince = (sent: number) => standIn.requests.slice(sent).filter((r) => r.path.endsWith('/child/attachment') && r.method !== 'GET');
+  /** The access-log line of the request answered with `response` (its API Gateway request id). */
+  async function accessLog(response: Response): Promise<Record<string, any> | undefined> {
+    const requestId = response.headers.get('apigw-requestid');
+    for (let i = 0; i < 50; i += 1) {
+      const line = relay.logLines().find((l) => l.message === 'request' && l.correlation_id === requestId);
+      if (line) return line;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return undefined;
+  }
+  /** An upload through the relay, so that its `uploads` function has read this tenant's record. */
+  async function warmUp(): Promise<void> {
+    const part = { name: `warm-${randomUUID()}.txt`, bytes: fileBytes(100) };
+    expect((await client.upload(await client.ticket(contextToken(), PAGE, declare([part])), [part])).status).toBe(200);
+  }
+
+  it('issues Connect tickets with signed terms (rt2), and a known tenant\'s upload is checked early and stored once', async () => {
+    await warmUp();
+    const part = { name: 'early.bin', bytes: fileBytes(300_000) };
+    const ticket = await client.ticket(contextToken(), PAGE, declare([part]));
+    expect(ticket.split('.')).toHaveLength(5);
+    expect(ticket.startsWith('rt2.')).toBe(true);
+    const response = await client.upload(ticket, [part]);
+    expect(response.status).toBe(200);
+    expect(await accessLog(response)).toMatchObject({ route: 'uploads', status: 200, ticketCheck: 'early' });
+    expect(site.attachments(PAGE).filter((a) => a.title === 'early.bin')).toEqual([expect.objectContaining({ version: 1, sha256: sha256(part.bytes) })]);
+
+    // A replay is answered from the ledger, on the early path too, and stores nothing new.
+    const replay = await client.upload(ticket, [part]);
+    expect(replay.status).toBe(200);
+    expect(await accessLog(replay)).toMatchObject({ status: 200, ticketCheck: 'early' });
+    expect(site.attachments(PAGE).filter((a) => a.title === 'early.bin')).toHaveLength(1);
+  });
+
+  it('a signed ticket the store no longer holds: 401, and the upload begun on its terms stores nothing', async () => {
+    await warmUp();
+    const part = { name: 'gone-from-store.bin', bytes: fileBytes(400_000) };
+    const ticket = await client.ticket(contextToken(), PAGE, declare([part]));
+    const ddb = new DynamoDBClient({ endpoint: dynamo.endpoint, region: 'local', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+    try {
+      const hash = createHash('sha256').update(ticket, 'utf8').digest('hex');
+      await ddb.send(new DeleteItemCommand({ TableName: 'relay-e2e', Key: { pk: { S: `TENANT#${site.clientKey}` }, sk: { S: `TICKET#${hash}` } } }));
+    } finally {
+      ddb.destroy();
+    }
+    const before = attachmentCount();
+    const sent = standIn.requests.length;
+    const response = await client.upload(ticket, [part]);
+    await expectError(response, 401, 'unauthorized');
+    expect(await accessLog(response)).toMatchObject({ status: 401, ticketCheck: 'early', reason: 'unknown_ticket' });
+    expect(attachmentCount()).toBe(before);
+    // Whatever reached Confluence of it was cut off before its last bytes.
+    expect(uploadRequestsSince(sent).filter((r) => r.status === 200)).toEqual([]);
+    // Its claim was given back: nothing of the ticket is left in flight.
+    const again = await client.upload(ticket, [part]);
+    await expectError(again, 401, 'unauthorized');
+  });
+
+  it('a reinstall with a new secret between ticket and upload: the upload is redone on the stored records, once', async () => {
+    await warmUp();
+    const part = { name: 'across-reinstall.bin', bytes: fileBytes(200_000) };
+    const ticket = await client.ticket(contextToken(), PAGE, declare([part]));
+    // The relay's uploads function still holds the old secret; the ticket was signed under it.
+    site.rotateSharedSecret();
+    expect((await client.install(site.installRequest({ relayBaseUrl: relay.url }))).status).toBe(204);
+
+    const response = await client.upload(ticket, [part]);
+    const body = (await response.json()) as Record<string, any>;
+    expect({ status: response.status, body }).toMatchObject({ status: 200, body: { attachments: [{ name: 'across-reinstall.bin', version: 1 }] } });
+    expect(await accessLog(response)).toMatchObject({ status: 200, ticketCheck: 'early' });
+    expect(site.attachments(PAGE).filter((a) => a.title === 'across-reinstall.bin')).toEqual([expect.objectContaining({ version: 1, sha256: sha256(part.bytes) })]);
+
+    // The next upload is checked early again, with the new secret.
+    const next = { name: 'after-rotation.bin', bytes: fileBytes(1000) };
+    const nextResponse = await client.upload(await client.ticket(contextToken(), PAGE, declare([next])), [next]);
+    expect(nextResponse.status).toBe(200);
+    expect(await accessLog(nextResponse)).toMatchObject({ status: 200, ticketCheck: 'early' });
+  });
+
+  it('a signed ticket with altered terms: 401 from the store path, and nothing is sent to Confluence', async () => {
+    await warmUp();
+    const part = { name: 'forged-terms.bin', bytes: fileBytes(1000) };
+    const ticket = await client.ticket(contextToken(), PAGE, declare([part]));
+    const [prefix, tenant, random, , mac] = ticket.split('.');
+    // Terms for another page, with the MAC of the original: refused before any byte moves.
+    const terms = Buffer.from(JSON.stringify({ accountId: EDITOR, contentId: RESTRICTED_PAGE, files: [{ name: part.name, size: 1000, type: 'application/octet-stream' }], minorEdit: true, expiresAt: 4_000_000_000 })).toString('base64url');
+    const forged = [prefix, tenant, random, terms, mac].join('.');
+    const sent = standIn.requests.length;
+    const response = await client.upload(forged, [part]);
+    await expectError(response, 401, 'unauthorized');
+    // Refused by the store before anything began (an early start logs `ticketCheck: early`).
+    const line = await accessLog(response);
+    expect(line).toMatchObject({ status: 401, reason: 'unknown_ticket' });
+    expect(line).not.toHaveProperty('ticketCheck');
+    expect(uploadRequestsSince(sent)).toEqual([]);
   });
 });
 

@@ -6,7 +6,7 @@ import { installKeyFetcher } from '../../functions/src/connect/install-keys';
 import { relayQsh } from '../../functions/src/connect/jwt';
 import { verifyForgeInvocation } from '../../functions/src/forge/invocation-token';
 import { createTicketToken } from '../../functions/src/tickets/ticket-token';
-import { verifyTicket } from '../../functions/src/tickets/verify-ticket';
+import { checkTicketEarly, forgetKnownTenants, verifyTicket } from '../../functions/src/tickets/verify-ticket';
 import type { Tenant, TenantStore } from '../../functions/src/store/tenant-store';
 import type { TicketRecord, TicketStore } from '../../functions/src/store/ticket-store';
 import { rsaKeyPair, signHs256, signRs256 } from '../helpers/jwt';
@@ -235,6 +235,52 @@ describe('upload tickets (POST /uploads, Bearer)', () => {
         const mutated = applyAll(issuedA.ticket, mutations, [issuedB.ticket]);
         fc.pre(mutated.trim() !== issuedA.ticket && mutated.trim() !== issuedB.ticket);
         return refused(() => verify(mutated));
+      }),
+      { numRuns: runs(400) },
+    );
+  });
+});
+
+describe('signed upload tickets (rt2), checked early by an instance that knows the tenant', () => {
+  const terms = { accountId: 'user-1', contentId: '1', files: [{ name: 'a.txt', size: 1, type: 'text/plain' }], minorEdit: true, expiresAt: NOW + 300 };
+  const issuedA = createTicketToken('client-a', { terms, sharedSecret: tenantA.sharedSecret });
+  const issuedB = createTicketToken('client-b', { terms, sharedSecret: tenantB.sharedSecret });
+  const stored = new Map([
+    [`client-a/${issuedA.ticketHash}`, { tenantId: 'client-a', ticketHash: issuedA.ticketHash, ...terms }],
+    [`client-b/${issuedB.ticketHash}`, { tenantId: 'client-b', ticketHash: issuedB.ticketHash, ...terms }],
+  ]);
+  const tickets = {
+    getWithTenant: async (tenantId: string, hash: string) => ({ ticket: stored.get(`${tenantId}/${hash}`), tenant: await tenants.get(tenantId) }),
+  } as unknown as TicketStore;
+  const deps = { tickets, nowSeconds: () => NOW };
+  /** The ticket as the upload path checks it: the early result when one is given (then the store's), else the store's. */
+  let startedEarly = false;
+  const check = async (ticket: string) => {
+    const checked = await checkTicketEarly(`Bearer ${ticket}`, deps);
+    startedEarly = checked.confirmed !== undefined;
+    return checked.confirmed ?? checked.verified;
+  };
+
+  beforeAll(async () => {
+    forgetKnownTenants();
+    // Both tenants' records have been read by this instance: signed tickets of either may start early.
+    await verifyTicket(`Bearer ${issuedA.ticket}`, deps);
+    await verifyTicket(`Bearer ${issuedB.ticket}`, deps);
+  });
+
+  it('starts the unmutated ticket early', async () => {
+    await expect(check(issuedA.ticket)).resolves.toMatchObject({ tenantId: 'client-a' });
+    expect(startedEarly).toBe(true);
+  });
+
+  it('never starts a mutation of a valid signed ticket early, and never accepts it', async () => {
+    await fc.assert(
+      fc.asyncProperty(ticketMutations, async (mutations) => {
+        const mutated = applyAll(issuedA.ticket, mutations, [issuedB.ticket]);
+        fc.pre(mutated.trim() !== issuedA.ticket && mutated.trim() !== issuedB.ticket);
+        startedEarly = false;
+        const refusedByAll = await refused(() => check(mutated));
+        return refusedByAll && !startedEarly;
       }),
       { numRuns: runs(400) },
     );

@@ -27,12 +27,16 @@ export const handler = httpHandler('uploads', async (event, log, context) => {
         contentType: header(event, 'content-type'),
         body: () => bodyStream(event.body, event.isBase64Encoded),
       },
-      { ...deps, leaseSeconds: LEASE_SECONDS, relay: deps.fileRelay({ deadlineMs, onIdentity: (kind) => (log.as = kind) }) },
+      {
+        ...deps,
+        leaseSeconds: LEASE_SECONDS,
+        relay: deps.fileRelay({ deadlineMs, onIdentity: (kind) => (log.as = kind) }),
+        onTicketCheck: (kind) => (log.ticketCheck = kind),
+      },
     );
     log.tenant = outcome.tenantId;
     log.bytes = outcome.bytesRelayed;
     log.files = outcome.attachments.length;
-    log.ticketCheck = outcome.early ? 'early' : 'store';
     if (deps.config.logFileNames) log.fileNames = outcome.attachments.map((a) => a.name);
     metrics.addMetric(MetricName.UploadSucceeded, MetricUnit.Count, outcome.attachments.length);
     metrics.addMetric(MetricName.BytesRelayed, MetricUnit.Bytes, outcome.bytesRelayed);

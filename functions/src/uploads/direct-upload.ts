@@ -24,13 +24,15 @@ export interface DirectUploadDeps {
   leaseSeconds: number;
   /** Relays one file (identity, conflict policy, retries); see relay-file.ts. */
   relay: FileRelay;
+  /** Told how the ticket is being checked, as soon as that is known (for the access log). */
+  onTicketCheck?(kind: 'store' | 'early'): void;
 }
 
 export interface DirectUploadOutcome {
   tenantId: string;
   attachments: AttachmentResult[];
   bytesRelayed: number;
-  /** Whether the upload started on the ticket's signed terms, before the store had confirmed them. */
+  /** Whether the upload went through on the ticket's signed terms, started before the store had confirmed them. */
   early: boolean;
 }
 
@@ -150,6 +152,7 @@ async function withFilePart<T>(
  */
 export async function relayDirectUpload(request: DirectUploadRequest, deps: DirectUploadDeps): Promise<DirectUploadOutcome> {
   const check = await checkTicketEarly(request.authorization, deps);
+  deps.onTicketCheck?.(check.confirmed ? 'early' : 'store');
   let verified = check.verified;
   if (check.confirmed) {
     const attempt = await relayInOnePass(request, deps, verified, check.confirmed).then(
