@@ -139,6 +139,9 @@ describe('checkTicketEarly', () => {
     const checkedSecond = await checkTicketEarly(`Bearer ${second.ticket}`, deps);
     expect(checkedSecond.confirmed).toBeDefined();
     expect(checkedSecond.verified).toEqual({ ticket: second.record, tenant, tenantId: tenant.tenantId });
+    // The store is asked a turn later, once the upload it confirms has started.
+    expect(reads()).toBe(1);
+    await new Promise((resolve) => setImmediate(resolve));
     expect(reads()).toBe(2);
     release();
     const confirmed = await checkedSecond.confirmed!;
