@@ -108,6 +108,8 @@ function injectFault(cell: Cell): () => void {
       return dynamoProxy.add(dynamoRule('GetItem', '#TENANT'));
     case 'ledger: ticket write':
       return dynamoProxy.add(dynamoRule('PutItem', '"contentId"'));
+    case 'ticket read':
+      return dynamoProxy.add(dynamoRule('BatchGetItem', '#TENANT'));
     case 'ledger: file claim':
       return dynamoProxy.add(dynamoRule('PutItem', '#FILE#'));
     case 'ledger: result write':
@@ -139,7 +141,7 @@ function injectFault(cell: Cell): () => void {
 }
 
 /** The browser-visible answer: status and error code (or `ok`). */
-async function answer(response: Response): Promise<{ status: number; code: string; body: Record<string, any> }> {
+async function answer(response: Response): Promise<{ status: number; code: string; body: Record<string, any>; requestId?: string }> {
   const text = await response.text();
   let body: Record<string, any> = {};
   try {
@@ -147,7 +149,7 @@ async function answer(response: Response): Promise<{ status: number; code: strin
   } catch {
     // not JSON: keep the status
   }
-  return { status: response.status, code: response.status < 300 ? 'ok' : String(body.error?.code ?? 'none'), body };
+  return { status: response.status, code: response.status < 300 ? 'ok' : String(body.error?.code ?? 'none'), body, requestId: response.headers.get('apigw-requestid') ?? undefined };
 }
 
 interface FlowState {
@@ -243,7 +245,7 @@ async function runCell(step: StepName, fault: FaultName): Promise<Outcome> {
     bytes: randomBytes(staged ? STAGED_FILE_BYTES : DIRECT_FILE_BYTES),
   };
 
-  let during: { status: number; code: string };
+  let during: { status: number; code: string; requestId?: string };
   const state: FlowState = {};
   if (step === 'install key fetch') {
     // A kid the relay has never seen, so the key is really fetched.
@@ -261,11 +263,28 @@ async function runCell(step: StepName, fault: FaultName): Promise<Outcome> {
     }
   } else {
     expect(await install(cell)).toEqual({ status: 204, code: 'ok' });
+    if (step === 'ticket read') {
+      // One upload first, so that the relay's uploads function knows the tenant: the faulted one starts early.
+      expect(await browserFlow({ ...cell, name: `warm-${cell.name}`, bytes: randomBytes(64) }, {})).toMatchObject({ status: 200 });
+    }
+    const begun = standIn.requests.length;
     const lift = injectFault(cell);
     try {
       during = await browserFlow(cell, state);
     } finally {
       lift();
+    }
+    if (step === 'ticket read') {
+      // The upload started on the signed ticket before the store answered (the access log says so), and
+      // whatever of it reached Confluence was cut short unless the store said yes.
+      let line: Record<string, any> | undefined;
+      for (let wait = 0; !line && wait < 50; wait += 1) {
+        line = relay.logLines().find((l) => l.message === 'request' && l.correlation_id === during.requestId);
+        if (!line) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect({ cell: siteName, ticketCheck: line?.ticketCheck }).toEqual({ cell: siteName, ticketCheck: 'early' });
+      const uploads = standIn.requests.slice(begun).filter((r) => r.siteName === site.name && r.path.endsWith('/child/attachment') && r.method !== 'GET');
+      if (during.status !== 200) expect({ cell: siteName, answered: uploads.filter((r) => r.status !== 0) }).toEqual({ cell: siteName, answered: [] });
     }
   }
   const afterFault = attachmentsOf(cell);
@@ -323,7 +342,8 @@ beforeAll(async () => {
     UPSTREAM_TIMEOUT_MS: String(UPSTREAM_TIMEOUT_MS),
     API_CALL_TIMEOUT_MS: String(API_CALL_TIMEOUT_MS),
     DIRECT_MAX_BYTES: String(DIRECT_MAX_BYTES),
-    POWERTOOLS_LOG_LEVEL: 'WARN',
+    // INFO: the access log tells how each upload's ticket was checked.
+    POWERTOOLS_LOG_LEVEL: 'INFO',
   });
   client = new RelayClient(relay.url);
 }, 60_000);

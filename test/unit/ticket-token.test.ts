@@ -10,6 +10,7 @@ import {
 } from '../../functions/src/tickets/ticket-token';
 import { checkTicketEarly, forgetKnownTenants, superseded, verifyTicket } from '../../functions/src/tickets/verify-ticket';
 import type { Tenant } from '../../functions/src/store/tenant-store';
+import { describeError } from '../../functions/src/core/logger';
 import type { TicketRecord, TicketStore } from '../../functions/src/store/ticket-store';
 
 const NOW = 1_800_000_000;
@@ -112,6 +113,13 @@ describe('signed ticket tokens', () => {
     ]) {
       expect(() => parseTicketToken(bad)).toThrow(expect.objectContaining({ status: 401 }));
     }
+  });
+
+  it('are blanked whole in error descriptions, as unsigned ones are', () => {
+    const signed = createTicketToken('client-a', { terms, sharedSecret: tenant.sharedSecret }).ticket;
+    const unsigned = createTicketToken('client-a').ticket;
+    const described = describeError(new Error(`refused ${signed} and ${unsigned}.`));
+    expect(described?.message).toBe('refused [ticket] and [ticket].');
   });
 
   it('compare terms regardless of the key order a store reads them back in', () => {

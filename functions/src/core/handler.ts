@@ -56,6 +56,9 @@ export function httpHandler(route: string, fn: RouteFunction) {
         ...(failure?.cause ? { cause: describeError(failure.cause) } : {}),
         ...log,
         latencyMs: Date.now() - started,
+        // Given here too, not only as an appended key: the local runtime runs invocations side by side in one
+        // process, where another invocation's reset would drop it.
+        ...(requestId ? { correlation_id: requestId } : {}),
       });
       return result;
     });

@@ -4,7 +4,8 @@ import { Logger } from '@aws-lambda-powertools/logger';
 export const logger = new Logger({ serviceName: process.env.POWERTOOLS_SERVICE_NAME ?? 'upload-relay' });
 
 const JWT_LIKE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(\.[A-Za-z0-9_-]*)?/g;
-const TICKET_LIKE = /rt1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}/g;
+/** `rt1.<tenant>.<random>`, and `rt2.<tenant>.<random>.<terms>.<mac>` whole. */
+const TICKET_LIKE = /rt[12]\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}(\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,})?/g;
 
 /**
  * A short, token-free description of an error for the log. Library messages can
