@@ -21,8 +21,12 @@ export interface MultipartLimits {
   maxFieldBytes: number;
 }
 
-/** Base64 characters decoded per chunk: a multiple of 4, so every slice decodes on its own. */
-const BASE64_CHUNK_CHARS = 256 * 1024;
+/**
+ * Base64 characters decoded per chunk, each a multiple of 4 so that every
+ * slice decodes on its own: small at first, so that the first part's headers
+ * are parsed (and its upload can start) before much is decoded, then 256 Ki.
+ */
+const BASE64_CHUNK_CHARS = [16 * 1024, 64 * 1024, 256 * 1024];
 
 /**
  * The request body as a stream of small buffers, decoded from API Gateway's
@@ -35,8 +39,10 @@ export function bodyStream(body: string | undefined, isBase64Encoded: boolean | 
       yield Buffer.from(body, 'utf8');
       return;
     }
-    for (let offset = 0; offset < body.length; offset += BASE64_CHUNK_CHARS) {
-      yield Buffer.from(body.slice(offset, offset + BASE64_CHUNK_CHARS), 'base64');
+    for (let offset = 0, n = 0; offset < body.length; n += 1) {
+      const chars = BASE64_CHUNK_CHARS[Math.min(n, BASE64_CHUNK_CHARS.length - 1)];
+      yield Buffer.from(body.slice(offset, offset + chars), 'base64');
+      offset += chars;
     }
   }
   return Readable.from(chunks(), { objectMode: false });
@@ -223,13 +229,19 @@ export async function parseMultipart(
     part.on('error', () => undefined);
     stream.on('error', (error) => part.destroy(error));
     stream.pipe(part);
+    // No more of the body is decoded and parsed until the visitor has had its
+    // first turn (it may start an upload with the part's first bytes).
+    source.pause();
     const visit = chain.then(async () => {
       try {
         if (visitorError || limitHit) return;
-        await limitsGuard(stream, () => visitor.onFile({ fieldName, filename: info.filename ?? '', mimeType: info.mimeType }, part));
+        const visiting = limitsGuard(stream, () => visitor.onFile({ fieldName, filename: info.filename ?? '', mimeType: info.mimeType }, part));
+        source.resume();
+        await visiting;
       } catch (error) {
         visitorError ??= error;
       } finally {
+        source.resume();
         // Whatever the visitor left unread is drained so the parse goes on.
         stream.unpipe(part);
         stream.resume();
