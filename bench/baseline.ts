@@ -40,7 +40,7 @@ const interquartile = (samples: number[]) => percentile(samples, 75) - percentil
 
 muteSdkNodeVersionWarning();
 
-const RUNS = Number(process.env.BENCH_RUNS ?? 21);
+const RUNS = Number(process.env.BENCH_RUNS ?? 41);
 const MEMORY_RUNS = Number(process.env.BENCH_MEMORY_RUNS ?? 5);
 const LINK_BYTES_PER_SECOND = 12_500_000; // 100 Mbit/s
 const PAGE = '1001';
