@@ -14,6 +14,7 @@ const TICKET_LIKE = /rt[12]\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}(\.[A-Za-z0-9_-]+
  */
 export function describeError(error: unknown): { name: string; message: string } | undefined {
   if (!(error instanceof Error)) return undefined;
-  const message = error.message.replace(JWT_LIKE, '[token]').replace(TICKET_LIKE, '[ticket]').slice(0, 300);
+  // Tickets first: a signed ticket's terms segment starts like a JWT (`eyJ`).
+  const message = error.message.replace(TICKET_LIKE, '[ticket]').replace(JWT_LIKE, '[token]').slice(0, 300);
   return { name: error.name, message };
 }
