@@ -211,13 +211,14 @@ class ClaimRefused extends Error {
 async function relayInOnePass(
   request: DirectUploadRequest,
   deps: DirectUploadDeps,
-  early: VerifiedTicket,
+  verified: VerifiedTicket,
+  /** The store's answer, when `verified` was taken from a signed ticket before it (see relayDirectUpload). */
   confirmed?: Promise<VerifiedTicket>,
 ): Promise<{ result: AttachmentResult; bytesRelayed: number } | undefined> {
-  const { ticket, tenant } = early;
+  const { ticket, tenant } = verified;
   /** Undefined once the store agrees with the terms used (at once without `confirmed`); rejects with its 401. */
   const disagreement: Promise<Superseded | undefined> = confirmed
-    ? confirmed.then((stored) => (superseded(early, stored) ? new Superseded() : undefined))
+    ? confirmed.then((stored) => (superseded(verified, stored) ? new Superseded() : undefined))
     : Promise.resolve(undefined);
   disagreement.catch(() => undefined);
   const fields: Fields = {};
